@@ -1,0 +1,3 @@
+from prodcls_pipeline.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""Kedro datasets for what the stock kedro-datasets do not cover: folder handles, bytes, checkpoints.
+
+Content-addressed stores (normalised images, embeddings) are folders that grow by hash. Their
+dataset loads a handle; the node that fills the store writes through it, idempotently, and
+never deletes. DVC keeps these folders with `persist: true` so a re-run reuses them.
+"""
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from kedro_datasets.pandas import ParquetDataset
+from kedro.io import AbstractDataset, DatasetError
+
+from prodcls_pipeline.embeddings import EmbeddingStore
+from prodcls_pipeline.images import ImageStore
+
+
+class FolderDataset(AbstractDataset[None, Path]):
+    """A read-only folder (such as the raw drops): loads as its absolute path."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def _load(self) -> Path:
+        if not self._path.is_dir():
+            raise DatasetError(f"Folder {self._path} does not exist")
+        return self._path.resolve()
+
+    def _save(self, data: None) -> None:
+        raise DatasetError(f"{self._path} is read-only input: raw data is never modified")
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+class ImageStoreDataset(FolderDataset):
+    """Normalised images keyed by sha256: loads as an `ImageStore` handle."""
+
+    def _load(self) -> ImageStore:  # type: ignore[override]
+        return ImageStore(self._path)
+
+    def _save(self, data: None) -> None:
+        raise DatasetError("Write to the image store through the ImageStore handle")
+
+
+class EmbeddingStoreDataset(FolderDataset):
+    """Backbone embeddings keyed by (backbone, view, sha256): loads as an `EmbeddingStore`."""
+
+    def _load(self) -> EmbeddingStore:  # type: ignore[override]
+        return EmbeddingStore(self._path)
+
+    def _save(self, data: None) -> None:
+        raise DatasetError("Write to the embedding store through the EmbeddingStore handle")
+
+
+class BytesDataset(AbstractDataset[bytes, bytes]):
+    """A file's raw bytes (ONNX models, PNGs made in memory)."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def _load(self) -> bytes:
+        return self._filepath.read_bytes()
+
+    def _save(self, data: bytes) -> None:
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        self._filepath.write_bytes(data)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class TorchCheckpointDataset(BytesDataset):
+    """A dict of tensors and plain values, saved with torch.save and loaded weights-only."""
+
+    def _load(self) -> dict[str, Any]:  # type: ignore[override]
+        return torch.load(io.BytesIO(super()._load()), weights_only=True)
+
+    def _save(self, data: dict[str, Any]) -> None:  # type: ignore[override]
+        buffer = io.BytesIO()
+        torch.save(data, buffer)
+        super()._save(buffer.getvalue())
+
+
+class OptionalParquetDataset(ParquetDataset):
+    """A parquet table that may not exist yet (first run): loads as an empty DataFrame then."""
+
+    def _load(self) -> pd.DataFrame:
+        if not self._exists():
+            return pd.DataFrame()
+        return super()._load()

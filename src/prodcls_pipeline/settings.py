@@ -1,0 +1,6 @@
+"""Kedro project settings."""
+
+from prodcls_pipeline.config_loader import ParamsFileConfigLoader
+
+CONFIG_LOADER_CLASS = ParamsFileConfigLoader
+CONFIG_LOADER_ARGS = {"base_env": "base", "default_run_env": "local"}
