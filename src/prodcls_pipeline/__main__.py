@@ -1,3 +1,3 @@
 from prodcls_pipeline.cli import main
 
-main()
+raise SystemExit(main())

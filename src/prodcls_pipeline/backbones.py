@@ -104,6 +104,11 @@ def create_backbone(name: str) -> tuple[nn.Module, Preprocessing]:
     return model.eval(), spec.preprocessing
 
 
+def preprocessing_for(name: str) -> Preprocessing:
+    """The preprocessing backbone `name` expects, without loading its weights."""
+    return _spec(name).preprocessing
+
+
 def eval_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """Resize the shorter side, centre-crop, normalise: the deterministic inference transform."""
     return v2.Compose(
@@ -150,5 +155,7 @@ def _timm_state_dict(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
     for key, tensor in mapped.items():
         expected = model.state_dict()[key].shape
         if tensor.shape != expected:
-            raise MissingWeightsError(f"{path}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected)}")
+            raise MissingWeightsError(
+                f"{path}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected)}"
+            )
     return mapped

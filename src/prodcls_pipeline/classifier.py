@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,3 +38,11 @@ def build_classifier(checkpoint: dict[str, Any]) -> ProductClassifier:
 
 def checkpoint_preprocessing(checkpoint: dict[str, Any]) -> Preprocessing:
     return Preprocessing.from_dict(checkpoint["preprocessing"])
+
+
+def head_probabilities(checkpoint: dict[str, Any], features: np.ndarray) -> np.ndarray:
+    """Class probabilities from cached backbone embeddings: the classifier minus its backbone."""
+    weight, bias = checkpoint["head"]["weight"], checkpoint["head"]["bias"]
+    with torch.no_grad():
+        logits = torch.from_numpy(features).float() @ weight.T + bias
+    return torch.softmax(logits, dim=1).numpy()

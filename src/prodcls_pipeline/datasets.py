@@ -1,4 +1,4 @@
-"""Kedro datasets for what the stock kedro-datasets do not cover: folder handles, bytes, checkpoints.
+"""Kedro datasets that stock kedro-datasets lack: folder handles, bytes, checkpoints.
 
 Content-addressed stores (normalised images, embeddings) are folders that grow by hash. Their
 dataset loads a handle; the node that fills the store writes through it, idempotently, and
@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 import torch
-from kedro_datasets.pandas import ParquetDataset
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets.pandas import ParquetDataset
 
 from prodcls_pipeline.embeddings import EmbeddingStore
 from prodcls_pipeline.images import ImageStore
@@ -96,7 +96,7 @@ class TorchCheckpointDataset(BytesDataset):
 class OptionalParquetDataset(ParquetDataset):
     """A parquet table that may not exist yet (first run): loads as an empty DataFrame then."""
 
-    def _load(self) -> pd.DataFrame:
+    def load(self) -> pd.DataFrame:
         if not self._exists():
             return pd.DataFrame()
-        return super()._load()
+        return super().load()

@@ -1,6 +1,9 @@
 """Kedro project settings."""
 
 from prodcls_pipeline.config_loader import ParamsFileConfigLoader
+from prodcls_pipeline.hooks import ValidationReportHook
+
+HOOKS = (ValidationReportHook(),)
 
 CONFIG_LOADER_CLASS = ParamsFileConfigLoader
 CONFIG_LOADER_ARGS = {"base_env": "base", "default_run_env": "local"}

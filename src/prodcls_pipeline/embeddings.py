@@ -1,0 +1,97 @@
+"""Frozen-backbone embeddings, computed once per (backbone, view, image) and cached by sha256.
+
+A view is "clean" (the deterministic eval transform) or an augmented view whose key names the
+augmentation policy digest and the view index, so a changed policy never reuses stale views.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+CLEAN_VIEW = "clean"
+
+
+class EmbeddingStore:
+    """`root/<backbone>/<view>/<sha[:2]>/<sha>.npy`; files are written once and never deleted."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, backbone: str, view: str, sha256: str) -> Path:
+        return self.root / backbone / view / sha256[:2] / f"{sha256}.npy"
+
+    def has(self, backbone: str, view: str, sha256: str) -> bool:
+        return self.path(backbone, view, sha256).is_file()
+
+    def put(self, backbone: str, view: str, sha256: str, embedding: np.ndarray) -> None:
+        target = self.path(backbone, view, sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            np.save(file, embedding.astype(np.float32))
+        os.replace(temporary, target)
+
+    def load(self, backbone: str, view: str, sha256s: Sequence[str]) -> np.ndarray:
+        """Stacked embeddings of `sha256s`, in order; every one must have been computed."""
+        missing = [sha for sha in sha256s if not self.has(backbone, view, sha)]
+        if missing:
+            raise KeyError(
+                f"{len(missing)} {view!r} embeddings missing for {backbone}, e.g. {missing[0]}"
+            )
+        return np.stack([np.load(self.path(backbone, view, sha)) for sha in sha256s])
+
+
+def augmented_view_names(policy: dict, views: int) -> list[str]:
+    """Cache keys of the augmented views: they change whenever the policy changes."""
+    digest = hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest()[:12]
+    return [f"aug-{digest}-{index}" for index in range(views)]
+
+
+def image_seed(seed: int, sha256: str) -> int:
+    """A per-image seed, so each image's augmented views do not depend on processing order."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{sha256}".encode()).digest()[:4], "big")
+
+
+def embed_missing(
+    model: nn.Module,
+    store: EmbeddingStore,
+    backbone: str,
+    view_names: Sequence[str],
+    sha256s: Sequence[str],
+    open_image: Callable[[str], Image.Image],
+    make_views: Callable[[Image.Image, str], list[torch.Tensor]],
+    batch_size: int,
+) -> int:
+    """Embed every (image, view) not yet in the store; returns how many were computed.
+
+    `make_views(image, sha256)` returns one input tensor per name in `view_names`.
+    """
+    todo = [sha for sha in sha256s if not all(store.has(backbone, v, sha) for v in view_names)]
+    if not todo:
+        return 0
+    model = model.eval().to(memory_format=torch.channels_last)
+    label = f"embed {backbone} [{', '.join(view_names)}]"
+    with torch.inference_mode(), tqdm(total=len(todo), desc=label, unit="img") as progress:
+        for chunk in _chunks(todo, batch_size):
+            views = [make_views(open_image(sha), sha) for sha in chunk]
+            for view_index, view_name in enumerate(view_names):
+                batch = torch.stack([image_views[view_index] for image_views in views])
+                features = model(batch.contiguous(memory_format=torch.channels_last)).numpy()
+                for sha, embedding in zip(chunk, features, strict=True):
+                    store.put(backbone, view_name, sha, embedding)
+            progress.update(len(chunk))
+    return len(todo) * len(view_names)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

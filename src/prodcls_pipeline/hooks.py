@@ -1,0 +1,45 @@
+"""Project hooks: point a failed validation gate at the report a person should read."""
+
+import logging
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+# Catalog names of the validation reports, and how to introduce each one to the reader.
+REPORT_DATASETS = {
+    "validation_report_markdown": "Validation report",
+    "validation_report": "Validation report (JSON)",
+}
+
+logger = logging.getLogger(__name__)
+
+
+class ValidationReportHook:
+    """Adds the reports' file paths to a ValidationGateError, so `dvc repro` ends with them.
+
+    The gate node stays a pure function of its inputs; only the catalog knows where the reports
+    are written, and this hook reads that from the catalog configuration.
+    """
+
+    def __init__(self) -> None:
+        self._report_lines: list[str] = []
+
+    @hook_impl
+    def after_catalog_created(self, conf_catalog: dict[str, Any]) -> None:
+        self._report_lines = [
+            f"{title}: {conf_catalog[name]['filepath']}"
+            for name, title in REPORT_DATASETS.items()
+            if "filepath" in conf_catalog.get(name, {})
+        ]
+
+    @hook_impl
+    def on_node_error(self, error: Exception) -> None:
+        # Imported here: quality imports Great Expectations (seconds), which every other
+        # `kedro run` stage would otherwise pay for through settings.py.
+        from prodcls_pipeline.quality import ValidationGateError
+
+        if not isinstance(error, ValidationGateError):
+            return
+        for line in self._report_lines:
+            error.add_note(line)
+        logger.error("%s", "\n".join([str(error), *self._report_lines]))

@@ -1,0 +1,18 @@
+"""Ingest pipeline: raw drops → manifest (and the normalised copies in the image store)."""
+
+from kedro.pipeline import Pipeline, node
+
+from prodcls_pipeline.pipelines.ingest.nodes import ingest_drops
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                ingest_drops,
+                inputs=["raw_drops", "image_store", "params:ingest"],
+                outputs="manifest",
+                name="ingest_drops",
+            )
+        ]
+    )

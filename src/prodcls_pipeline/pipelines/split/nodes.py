@@ -1,0 +1,23 @@
+"""Split nodes: assign each validated image to train, val or test, and count the result."""
+
+from typing import Any
+
+import pandas as pd
+
+from prodcls_pipeline import splitting
+
+
+def split_manifest(
+    validated_manifest: pd.DataFrame, params: dict[str, Any], seed: int
+) -> pd.DataFrame:
+    return splitting.assign_splits(
+        validated_manifest,
+        seed=seed,
+        val_fraction=params["val_fraction"],
+        test_fraction=params["test_fraction"],
+    )
+
+
+def summarise_splits(splits: pd.DataFrame) -> pd.DataFrame:
+    splitting.warn_on_missing_splits(splits)
+    return splitting.split_summary(splits)

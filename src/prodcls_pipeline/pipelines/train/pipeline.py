@@ -1,0 +1,42 @@
+from kedro.pipeline import Pipeline, node
+
+from prodcls_pipeline.pipelines.train import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                nodes.embed_images,
+                inputs=[
+                    "splits",
+                    "image_store",
+                    "embedding_store",
+                    "augmentation_policy",
+                    "params:train",
+                    "params:seed",
+                ],
+                outputs="embedding_counts",
+                name="embed_images",
+            ),
+            node(
+                nodes.fit_classifier,
+                inputs=[
+                    "splits",
+                    "embedding_store",
+                    "augmentation_policy",
+                    "embedding_counts",
+                    "params:train",
+                    "params:seed",
+                ],
+                outputs=["classifier", "training_history"],
+                name="fit_classifier",
+            ),
+            node(
+                nodes.track_training,
+                inputs=["classifier", "training_history", "splits", "params:train", "params:seed"],
+                outputs="mlflow_run",
+                name="track_training",
+            ),
+        ]
+    )

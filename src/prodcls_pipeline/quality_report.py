@@ -1,0 +1,131 @@
+"""The validation report as a Markdown page for people (GX Data Docs need CDNs: not offline)."""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MAX_LISTED_ROWS = 50
+MAX_CLASS_ROWS = 300
+PASSED, FAILED = "✅", "❌"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """A readable page: verdict, checks table, failed checks' offenders, quarantine, classes."""
+    sections = [
+        _summary(report),
+        _checks_table(report["checks"]),
+        *(_failed_check(check) for check in report["checks"] if not check["success"]),
+        *(f"> Skipped {item}." for item in report["skipped"]),
+        _quarantined(report["quarantined"]),
+        _new_classes(report),
+        _class_distribution(report["class_distribution"], report["has_previous_manifest"]),
+    ]
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _summary(report: Mapping[str, Any]) -> str:
+    checks = report["checks"]
+    failed = [check["name"] for check in checks if not check["success"]]
+    counts = report["counts"]
+    if report["success"]:
+        verdict = f"**PASSED** {PASSED}: all {len(checks)} checks passed."
+    else:
+        verdict = (
+            f"**FAILED** {FAILED}: {len(failed)} of {len(checks)} checks failed "
+            f"({', '.join(failed) or 'structure'})."
+        )
+    sizes = ", ".join(f"{value:,} {name}" for name, value in counts.items())
+    return f"# Manifest validation\n\n{verdict}\n\n{sizes}."
+
+
+def _checks_table(checks: list[Mapping[str, Any]]) -> str:
+    rows = [
+        [
+            PASSED if check["success"] else FAILED,
+            check["name"],
+            check["summary"],
+            f"`{check['expectation']}`",
+        ]
+        for check in checks
+    ]
+    return "## Checks\n\n" + _table(["", "check", "result", "GX expectation"], rows)
+
+
+def _failed_check(check: Mapping[str, Any]) -> str:
+    offending = check["offending"]
+    heading = f"### {FAILED} {check['name']}\n\n{check['summary']}"
+    if not offending:
+        return heading
+    columns = list(offending[0])
+    rows = [[item.get(column, "") for column in columns] for item in offending]
+    return f"{heading}\n\n{_capped_table(columns, rows, MAX_LISTED_ROWS)}"
+
+
+def _quarantined(files: list[Mapping[str, Any]]) -> str:
+    if not files:
+        return "## Quarantined files\n\nNone."
+    rows = [[item["drop"], item["source_path"], item["reason"]] for item in files]
+    table = _capped_table(["drop", "file", "reason"], rows, MAX_LISTED_ROWS)
+    return f"## Quarantined files ({len(files):,})\n\n{table}"
+
+
+def _new_classes(report: Mapping[str, Any]) -> str:
+    classes = report["new_classes"]
+    if not report["has_previous_manifest"]:
+        intro = "No previous manifest (first run): every class is new."
+    elif not classes:
+        return "## New classes\n\nNone."
+    else:
+        intro = f"Policy `{report['new_class_policy']}`."
+    listed = ", ".join(classes[:MAX_LISTED_ROWS]) + _more(len(classes), MAX_LISTED_ROWS)
+    return f"## New classes ({len(classes):,})\n\n{intro}\n\n{listed}"
+
+
+def _class_distribution(table: list[Mapping[str, Any]], has_previous: bool) -> str:
+    if not table:
+        return ""
+    rows = [
+        [
+            row["label"],
+            row["previous_images"] if has_previous else "—",
+            _percent(row["previous_share"]),
+            row["images"],
+            _percent(row["share"]),
+            _percent(row["share_change"], signed=True),
+        ]
+        for row in table
+    ]
+    columns = ["class", "previous", "previous share", "current", "current share", "change"]
+    return f"## Class distribution\n\n{_capped_table(columns, rows, MAX_CLASS_ROWS)}"
+
+
+def _capped_table(columns: list[str], rows: list[list[Any]], limit: int) -> str:
+    table = _table(columns, rows[:limit])
+    more = _more(len(rows), limit)
+    return f"{table}\n\n{more.strip()}" if more else table
+
+
+def _table(columns: list[str], rows: Iterable[list[Any]]) -> str:
+    lines = [_row(columns), _row(["---"] * len(columns))]
+    lines += [_row(row) for row in rows]
+    return "\n".join(lines)
+
+
+def _row(cells: Iterable[Any]) -> str:
+    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        value = ", ".join(str(item) for item in value)
+    # A pipe or newline in a file name or label would break the table.
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _percent(share: float | None, signed: bool = False) -> str:
+    if share is None:
+        return "—"
+    return f"{share:+.1%}" if signed else f"{share:.1%}"
+
+
+def _more(total: int, limit: int) -> str:
+    return f" … and {total - limit:,} more" if total > limit else ""
