@@ -8,4 +8,4 @@ if [ -z "$(find data/01_raw/drops -mindepth 1 -maxdepth 1 -type d 2>/dev/null)" 
 fi
 dvc repro "$@"
 echo
-dvc metrics show
+dvc metrics show data/08_reporting/metrics.json

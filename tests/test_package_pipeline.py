@@ -60,6 +60,7 @@ def package() -> dict[str, bytes]:
         model_name=MODEL_NAME,
         classifier=inputs["classifier"],
         metrics=inputs["metrics"],
+        per_class=inputs["classification_report"],
         compression_report=inputs["compression_report"],
         manifest=inputs["validated_manifest"],
         validation_report=inputs["validation_report"],

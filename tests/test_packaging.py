@@ -110,8 +110,10 @@ def package_inputs() -> dict[str, Any]:
             "coarse_top1": 0.8842,
             "test_images": 91,
             "classes": len(LABELS),
-            "per_class": per_class,
         },
+        "classification_report": pd.DataFrame(
+            [{"label": label, **values} for label, values in per_class.items()]
+        ),
         "compression_report": {
             "benchmark_batch_size": 32,
             "variants": {
@@ -154,6 +156,7 @@ def _build(variant: str = "int8", **overrides: Any) -> dict[str, bytes]:
         model_name="prodcls",
         classifier=inputs["classifier"],
         metrics=inputs["metrics"],
+        per_class=inputs["classification_report"],
         compression_report=inputs["compression_report"],
         manifest=inputs["validated_manifest"],
         validation_report=inputs["validation_report"],

@@ -55,7 +55,7 @@ def prediction_table(
 def classification_metrics(
     predictions: pd.DataFrame, labels: list[str], top_k: int
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Overall metrics (JSON) and the per-class report (table) for a prediction table."""
+    """Overall metrics (JSON, for `dvc metrics`) and the per-class report (table)."""
     truth, predicted = predictions["label"], predictions["predicted"]
     report = classification_report(
         truth, predicted, labels=labels, output_dict=True, zero_division=0
@@ -84,7 +84,6 @@ def classification_metrics(
         )
         if has_coarse
         else None,
-        "per_class": per_class,
     }
     table = pd.DataFrame([{"label": label, **values} for label, values in per_class.items()])
     return metrics, table

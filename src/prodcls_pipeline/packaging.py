@@ -37,6 +37,7 @@ def build_package(
     model_name: str,
     classifier: dict[str, Any],
     metrics: dict[str, Any],
+    per_class: pd.DataFrame,
     compression_report: dict[str, Any],
     manifest: pd.DataFrame,
     validation_report: dict[str, Any],
@@ -63,6 +64,7 @@ def build_package(
         classifier=classifier,
         io_spec=io_spec,
         metrics=metrics,
+        per_class=per_class,
         compression_report=compression_report,
         manifest=manifest,
         validation_report=validation_report,
@@ -179,6 +181,7 @@ def render_model_card(
     classifier: dict[str, Any],
     io_spec: dict[str, Any],
     metrics: dict[str, Any],
+    per_class: pd.DataFrame,
     compression_report: dict[str, Any],
     manifest: pd.DataFrame,
     validation_report: dict[str, Any],
@@ -189,7 +192,7 @@ def render_model_card(
         _overview(model_name, variant, classifier, io_spec, lineage),
         _INTENDED_USE.format(classes=len(classifier["labels"])),
         _data_section(manifest, lineage),
-        _metrics_section(metrics),
+        _metrics_section(metrics, per_class),
         _compression_section(compression_report, variant),
         _validation_section(validation_report),
         _lineage_section(lineage),
@@ -247,7 +250,7 @@ def _data_section(manifest: pd.DataFrame, lineage: dict[str, Any]) -> str:
     return f"## Data\n\n{summary}\n\n### Images per class\n\n{table}"
 
 
-def _metrics_section(metrics: dict[str, Any]) -> str:
+def _metrics_section(metrics: dict[str, Any], per_class_table: pd.DataFrame) -> str:
     overall = [
         ["Top-1", _pct(metrics.get("top1"))],
         ["Top-5", _pct(metrics.get("top5"))],
@@ -256,7 +259,7 @@ def _metrics_section(metrics: dict[str, Any]) -> str:
         ["Test images", _int(metrics.get("test_images"))],
         ["Classes", _int(metrics.get("classes"))],
     ]
-    per_class = metrics.get("per_class") or {}
+    per_class = per_class_table.set_index("label").to_dict("index")
     header = ["Label", "Precision", "Recall", "F1", "Support"]
     by_f1 = sorted(per_class.items(), key=lambda item: (item[1].get("f1", 0.0), item[0]))
     weakest = _table(header, [_class_row(label, row) for label, row in by_f1[:WEAKEST_CLASSES]])

@@ -15,6 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "onnx_int8",
                     "classifier",
                     "metrics",
+                    "classification_report",
                     "compression_report",
                     "validated_manifest",
                     "validated_manifest_file",
