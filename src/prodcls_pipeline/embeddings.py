@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from tqdm.auto import tqdm
 
 CLEAN_VIEW = "clean"
@@ -62,7 +61,7 @@ def image_seed(seed: int, sha256: str) -> int:
 
 
 def embed_missing(
-    model: nn.Module,
+    encode: Callable[[torch.Tensor], np.ndarray],
     store: EmbeddingStore,
     backbone: str,
     view_names: Sequence[str],
@@ -73,20 +72,19 @@ def embed_missing(
 ) -> int:
     """Embed every (image, view) not yet in the store; returns how many were computed.
 
-    `make_views(image, sha256)` returns one input tensor per name in `view_names`.
+    `encode` maps a batch of input tensors to embeddings; `make_views(image, sha256)` returns
+    one input tensor per name in `view_names`.
     """
     todo = [sha for sha in sha256s if not all(store.has(backbone, v, sha) for v in view_names)]
     if not todo:
         return 0
-    model = model.eval().to(memory_format=torch.channels_last)
     label = f"embed {backbone} [{', '.join(view_names)}]"
     with torch.inference_mode(), tqdm(total=len(todo), desc=label, unit="img") as progress:
         for chunk in _chunks(todo, batch_size):
             views = [make_views(open_image(sha), sha) for sha in chunk]
             for view_index, view_name in enumerate(view_names):
                 batch = torch.stack([image_views[view_index] for image_views in views])
-                features = model(batch.contiguous(memory_format=torch.channels_last)).numpy()
-                for sha, embedding in zip(chunk, features, strict=True):
+                for sha, embedding in zip(chunk, encode(batch), strict=True):
                     store.put(backbone, view_name, sha, embedding)
             progress.update(len(chunk))
     return len(todo) * len(view_names)

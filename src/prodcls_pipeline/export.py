@@ -27,7 +27,9 @@ OPSET = 17
 _QUANTIZATION_PARAMETER_SLOTS = {"QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2)}
 
 
-def export_onnx(model: nn.Module, input_size: int, opset: int = OPSET) -> bytes:
+def export_onnx(
+    model: nn.Module, input_size: int, opset: int = OPSET, output_name: str = OUTPUT_NAME
+) -> bytes:
     """Export an eval-mode image model: float `images` [N, 3, S, S] → `logits`, dynamic N."""
     dummy = torch.zeros(1, 3, input_size, input_size)
     buffer = io.BytesIO()
@@ -40,8 +42,8 @@ def export_onnx(model: nn.Module, input_size: int, opset: int = OPSET) -> bytes:
             (dummy,),
             buffer,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=[output_name],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,

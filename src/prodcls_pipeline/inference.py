@@ -2,17 +2,19 @@
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
+import torch
 from PIL import Image
+from torch import nn
 from tqdm.auto import tqdm
 
 from prodcls_pipeline.backbones import Preprocessing, eval_transform
-from prodcls_pipeline.export import INPUT_NAME
+from prodcls_pipeline.export import INPUT_NAME, export_onnx
 
 # ORT logs every unused initialiser it prunes as a warning; errors still show.
 _ORT_LOG_ERRORS_ONLY = 3
@@ -50,6 +52,12 @@ def create_session(model: bytes) -> ort.InferenceSession:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = _ORT_LOG_ERRORS_ONLY
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_encoder(model: nn.Module, input_size: int) -> Callable[[torch.Tensor], np.ndarray]:
+    """`model` run by ONNX Runtime: several times faster than eager PyTorch on a CPU."""
+    session = create_session(export_onnx(model, input_size, output_name="features"))
+    return lambda batch: session.run(None, {INPUT_NAME: batch.numpy()})[0]
 
 
 def image_batches(

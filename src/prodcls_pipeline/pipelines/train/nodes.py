@@ -18,6 +18,7 @@ from prodcls_pipeline.embeddings import (
     image_seed,
 )
 from prodcls_pipeline.images import ImageStore
+from prodcls_pipeline.inference import onnx_encoder
 from prodcls_pipeline.tracking import tracking_uri, use_project_tracking
 from prodcls_pipeline.training import HeadTrainingConfig, make_checkpoint, train_head
 
@@ -35,9 +36,10 @@ def embed_images(
     """Cache clean embeddings of every split and augmented ones of the training images."""
     backbone_name = params["backbone"]
     model, preprocessing = create_backbone(backbone_name)
+    encode = onnx_encoder(model, preprocessing.input_size)
     clean = eval_transform(preprocessing)
     computed_clean = embed_missing(
-        model,
+        encode,
         embedding_store,
         backbone_name,
         [CLEAN_VIEW],
@@ -53,7 +55,7 @@ def embed_images(
         return augmented_views(image, train_transform, views, image_seed(seed, sha256))
 
     computed_augmented = embed_missing(
-        model,
+        encode,
         embedding_store,
         backbone_name,
         augmented_view_names(augmentation_policy, views),
