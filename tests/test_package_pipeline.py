@@ -12,10 +12,10 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from mlflow import MlflowClient
-from test_packaging import IMAGE_SIZE, LABELS, LINEAGE, package_inputs
+from test_packaging import IMAGE_SIZE, LABELS, LINEAGE, build_test_package, package_inputs
 
 from prodcls_pipeline.lineage import dvc_dir_hash
-from prodcls_pipeline.packaging import LINEAGE_FILE, TAG_KEYS, build_package, version_tags
+from prodcls_pipeline.packaging import LINEAGE_FILE, TAG_KEYS, version_tags
 from prodcls_pipeline.pipelines.package import create_pipeline
 from prodcls_pipeline.pipelines.package.nodes import register_model
 from prodcls_pipeline.registry import RunNotFoundError, register_model_version
@@ -53,19 +53,7 @@ def training_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, s
 
 @pytest.fixture(scope="module")
 def package() -> dict[str, bytes]:
-    inputs = package_inputs()
-    return build_package(
-        onnx_models={"fp32": inputs["onnx_fp32"], "int8": inputs["onnx_int8"]},
-        variant="int8",
-        model_name=MODEL_NAME,
-        classifier=inputs["classifier"],
-        metrics=inputs["metrics"],
-        per_class=inputs["classification_report"],
-        compression_report=inputs["compression_report"],
-        manifest=inputs["validated_manifest"],
-        validation_report=inputs["validation_report"],
-        lineage=LINEAGE,
-    )
+    return build_test_package(model_name=MODEL_NAME)
 
 
 def test_each_registration_is_a_new_tagged_version(

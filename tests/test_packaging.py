@@ -148,12 +148,14 @@ def package_inputs() -> dict[str, Any]:
     }
 
 
-def _build(variant: str = "int8", **overrides: Any) -> dict[str, bytes]:
+def build_test_package(
+    variant: str = "int8", model_name: str = "prodcls", **overrides: Any
+) -> dict[str, bytes]:
     inputs = {**package_inputs(), **overrides}
     return build_package(
         onnx_models={"fp32": inputs["onnx_fp32"], "int8": inputs["onnx_int8"]},
         variant=variant,
-        model_name="prodcls",
+        model_name=model_name,
         classifier=inputs["classifier"],
         metrics=inputs["metrics"],
         per_class=inputs["classification_report"],
@@ -166,7 +168,7 @@ def _build(variant: str = "int8", **overrides: Any) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def package() -> dict[str, bytes]:
-    return _build()
+    return build_test_package()
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +185,7 @@ def test_package_holds_the_deployed_variant_and_its_interface(package: dict[str,
         "lineage.json",
     }
     assert package[MODEL_FILE] == package_inputs()["onnx_int8"]
-    assert _build("fp32")[MODEL_FILE] == package_inputs()["onnx_fp32"]
+    assert build_test_package("fp32")[MODEL_FILE] == package_inputs()["onnx_fp32"]
 
     label_map = json.loads(package["label_map.json"])
     assert label_map["index_to_label"]["1"] == "banana"
@@ -249,7 +251,7 @@ def test_model_card_lists_the_five_weakest_classes_by_f1(card: str) -> None:
 def test_missing_values_read_not_measured(card: str) -> None:
     assert f"| int8 (deployed) | 3.61 | 5,123 | 230.4 | 410.9 | 4.35 | {NOT_MEASURED} |" in card
     metrics = {**package_inputs()["metrics"], "coarse_top1": None}
-    sparse = _build(metrics=metrics, compression_report={})[MODEL_CARD_FILE].decode()
+    sparse = build_test_package(metrics=metrics, compression_report={})[MODEL_CARD_FILE].decode()
     assert f"| Coarse top-1 | {NOT_MEASURED} |" in sparse
     assert f"Compression trade-off: {NOT_MEASURED}." in sparse
     assert "None" not in sparse
@@ -257,13 +259,13 @@ def test_missing_values_read_not_measured(card: str) -> None:
 
 def test_failed_validation_is_stated() -> None:
     report = {"success": False, "checks": [{"name": "images_per_class", "success": False}]}
-    card = _build(validation_report=report)[MODEL_CARD_FILE].decode()
+    card = build_test_package(validation_report=report)[MODEL_CARD_FILE].decode()
     assert "Result: **failed** (1 checks, 1 failed)." in card
     assert "| images_per_class | failed |" in card
 
 
 def test_rejects_unknown_variant_and_mismatched_labels() -> None:
     with pytest.raises(ValueError, match="variant"):
-        _build("fp16")
+        build_test_package("fp16")
     with pytest.raises(ValueError, match="3 classes"):
-        _build(onnx_int8=tiny_onnx(seed=2, classes=3))
+        build_test_package(onnx_int8=tiny_onnx(seed=2, classes=3))

@@ -1,6 +1,5 @@
 """The validate stage's Kedro wiring: reports are saved before the gate raises; the hook."""
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +8,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.text import TextDataset
+from test_quality import row
 
 from prodcls_pipeline.hooks import ValidationReportHook
 from prodcls_pipeline.pipelines.validate import create_pipeline
@@ -31,20 +31,7 @@ def manifest(conflict: bool) -> pd.DataFrame:
     if conflict:
         names.append(("pear", "a1"))
     rows = [
-        {
-            "sha256": hashlib.sha256(name.encode()).hexdigest(),
-            "drop": "drop-001",
-            "source_path": f"drop-001/{label}/{name}-{label}.jpg",
-            "label": label,
-            "coarse_label": "",
-            "pinned_split": "",
-            "width": 640,
-            "height": 480,
-            "format": "JPEG",
-            "bytes": 1000,
-            "status": "ok",
-            "quarantine_reason": "",
-        }
+        row("drop-001", label, name, source_path=f"drop-001/{label}/{name}-{label}.jpg")
         for label, name in names
     ]
     return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
