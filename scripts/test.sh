@@ -3,6 +3,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-ruff check src tests benchmarks scripts
-ruff format --check src tests benchmarks scripts
+ruff check
+ruff format --check
 pytest "$@"
