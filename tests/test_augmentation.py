@@ -170,6 +170,7 @@ def test_augment_pipeline_runs_on_memory_datasets():
             ),
             "params:augment": MemoryDataset(PARAMS),
             "params:train.backbone": MemoryDataset("efficientnet_lite0"),
+            "params:train.weights_file": MemoryDataset(None),
             "params:seed": MemoryDataset(SEED),
             "augmentation_policy": KeptDataset(),
         }

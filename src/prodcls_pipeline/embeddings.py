@@ -1,4 +1,7 @@
-"""Frozen-backbone embeddings, computed once per (backbone, view, image) and cached by sha256.
+"""Frozen-backbone outputs, computed once per (backbone, view, image) and cached by sha256.
+
+Outputs are pooled embeddings (`head` mode) or, under a key naming the block, the activations
+after a block (`partial` mode), which are stored as float16 to halve their size.
 
 A view is "clean" (the deterministic eval transform) or an augmented view whose key names the
 augmentation policy digest and the view index, so a changed policy never reuses stale views.
@@ -31,12 +34,19 @@ class EmbeddingStore:
     def has(self, backbone: str, view: str, sha256: str) -> bool:
         return self.path(backbone, view, sha256).is_file()
 
-    def put(self, backbone: str, view: str, sha256: str, embedding: np.ndarray) -> None:
+    def put(
+        self,
+        backbone: str,
+        view: str,
+        sha256: str,
+        embedding: np.ndarray,
+        dtype: type[np.floating] = np.float32,
+    ) -> None:
         target = self.path(backbone, view, sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         with os.fdopen(handle, "wb") as file:
-            np.save(file, embedding.astype(np.float32))
+            np.save(file, embedding.astype(dtype))
         os.replace(temporary, target)
 
     def load(self, backbone: str, view: str, sha256s: Sequence[str]) -> np.ndarray:
@@ -47,6 +57,11 @@ class EmbeddingStore:
                 f"{len(missing)} {view!r} embeddings missing for {backbone}, e.g. {missing[0]}"
             )
         return np.stack([np.load(self.path(backbone, view, sha)) for sha in sha256s])
+
+    def load_views(self, backbone: str, views: Sequence[str], sha256s: Sequence[str]) -> np.ndarray:
+        """All `views` of `sha256s`, view after view: row `v * len(sha256s) + i` is view v of
+        image i."""
+        return np.concatenate([self.load(backbone, view, sha256s) for view in views])
 
 
 def augmented_view_names(policy: dict, views: int) -> list[str]:
@@ -69,25 +84,34 @@ def embed_missing(
     open_image: Callable[[str], Image.Image],
     make_views: Callable[[Image.Image, str], list[torch.Tensor]],
     batch_size: int,
+    dtype: type[np.floating] = np.float32,
 ) -> int:
-    """Embed every (image, view) not yet in the store; returns how many were computed.
+    """Embed every (image, view) not yet in the store; returns how many outputs it computed.
 
     `encode` maps a batch of input tensors to embeddings; `make_views(image, sha256)` returns
-    one input tensor per name in `view_names`.
+    one input tensor per name in `view_names`; outputs are stored as `dtype`.
     """
     todo = [sha for sha in sha256s if not all(store.has(backbone, v, sha) for v in view_names)]
     if not todo:
         return 0
     label = f"embed {backbone} [{', '.join(view_names)}]"
+    computed = 0
     with torch.inference_mode(), tqdm(total=len(todo), desc=label, unit="img") as progress:
         for chunk in _chunks(todo, batch_size):
             views = [make_views(open_image(sha), sha) for sha in chunk]
             for view_index, view_name in enumerate(view_names):
-                batch = torch.stack([image_views[view_index] for image_views in views])
-                for sha, embedding in zip(chunk, encode(batch), strict=True):
-                    store.put(backbone, view_name, sha, embedding)
+                # Only the missing views are encoded: adding views reuses the cached ones.
+                missing = [
+                    i for i, sha in enumerate(chunk) if not store.has(backbone, view_name, sha)
+                ]
+                if not missing:
+                    continue
+                batch = torch.stack([views[i][view_index] for i in missing])
+                for i, embedding in zip(missing, encode(batch), strict=True):
+                    store.put(backbone, view_name, chunk[i], embedding, dtype)
+                computed += len(missing)
             progress.update(len(chunk))
-    return len(todo) * len(view_names)
+    return computed
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

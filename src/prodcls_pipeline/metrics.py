@@ -26,7 +26,8 @@ def prediction_table(
     coarse_labels: list[str],
     top_k: int,
 ) -> pd.DataFrame:
-    """One row per image: truth, prediction, confidence, the rank of the truth and the top k."""
+    """One row per image: truth, prediction, confidence, the rank of the truth, the top k, and
+    every class probability (in `labels` order, for later calibration or comparison)."""
     order = np.argsort(-probabilities, axis=1, kind="stable")
     index_of = {label: index for index, label in enumerate(labels)}
     true_index = np.array([index_of.get(label, -1) for label in true_labels])
@@ -48,6 +49,7 @@ def prediction_table(
             "confidence": probabilities[np.arange(len(order)), order[:, 0]].astype(float),
             "true_rank": true_rank,
             "top_k": [[labels[i] for i in row[:top_k]] for row in order],
+            "probabilities": probabilities.tolist(),
         }
     )
 
@@ -112,6 +114,30 @@ def confusion_figure(
                 )
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of true class")
     figure.tight_layout()
+    return figure
+
+
+def coarse_confusion_figure(predictions: pd.DataFrame, coarse_labels: list[str]) -> Figure:
+    """The confusion matrix of coarse labels (fine predictions mapped to their coarse label).
+
+    Without coarse labels there is nothing to confuse: the figure says so, so the stage's
+    output exists either way.
+    """
+    classes = sorted({label for label in coarse_labels if label})
+    title = f"Test split coarse confusion matrix ({len(predictions)} images)"
+    if not classes:
+        return message_figure("This dataset has no coarse labels", title)
+    return confusion_figure(
+        predictions["coarse_label"], predictions["predicted_coarse"], classes, title
+    )
+
+
+def message_figure(message: str, title: str) -> Figure:
+    """A plot that says why there is nothing to plot, where a stage must still write a PNG."""
+    figure, axes = plt.subplots(figsize=(4, 1.5))
+    axes.text(0.5, 0.5, message, ha="center", va="center")
+    axes.axis("off")
+    axes.set_title(title)
     return figure
 
 

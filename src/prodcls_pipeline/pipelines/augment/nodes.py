@@ -22,13 +22,14 @@ def make_augmentation_preview(
     policy: dict[str, Any],
     params: dict[str, Any],
     backbone: str,
+    weights_file: str | None,
     seed: int,
 ) -> Figure:
     chosen = augmentation.select_preview_images(splits, params["preview_images"])
     return augmentation.preview_figure(
         [image_store.open(sha256) for sha256 in chosen["sha256"]],
         policy,
-        preprocessing_for(backbone),
+        preprocessing_for(backbone, weights_file),
         views=params["preview_views"],
         seed=seed,
         labels=list(chosen["label"]),

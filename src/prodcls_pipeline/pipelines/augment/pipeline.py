@@ -26,6 +26,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:augment",
                     # The preview shows views at the input size of the backbone that trains.
                     "params:train.backbone",
+                    "params:train.weights_file",
                     "params:seed",
                 ],
                 outputs="augmentation_preview",

@@ -7,31 +7,48 @@ import mlflow
 import pandas as pd
 from PIL import Image
 
-from prodcls_pipeline.classifier import head_probabilities
-from prodcls_pipeline.embeddings import CLEAN_VIEW, EmbeddingStore
+from prodcls_pipeline.calibration import calibration_metrics, reliability_figure, reliability_table
+from prodcls_pipeline.classifier import build_classifier, checkpoint_preprocessing
+from prodcls_pipeline.compression import sample_split
+from prodcls_pipeline.gallery import mistake_gallery, worst_mistakes
+from prodcls_pipeline.inference import ImageSource
 from prodcls_pipeline.metrics import (
     classification_metrics,
+    coarse_confusion_figure,
     confusion_figure,
     figure_png,
     prediction_table,
+)
+from prodcls_pipeline.prediction import predict_probabilities
+from prodcls_pipeline.robustness import (
+    AttackBudget,
+    corruptions,
+    labelled_batches,
+    robustness_scores,
 )
 
 
 def predict_test_split(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
-    embedding_store: EmbeddingStore,
+    image_store: ImageSource,
     params: dict[str, Any],
 ) -> pd.DataFrame:
-    """Predictions for every test image; the backbone is frozen, so cached embeddings are exact."""
+    """Full-model predictions, with every class probability, for each test image."""
     test = splits[splits["split"] == "test"].sort_values("sha256")
     if test.empty:
         raise ValueError("The test split is empty: nothing to evaluate")
-    features = embedding_store.load(classifier["backbone"], CLEAN_VIEW, test["sha256"].tolist())
+    probabilities = predict_probabilities(
+        build_classifier(classifier),
+        image_store,
+        test["sha256"].tolist(),
+        checkpoint_preprocessing(classifier),
+        description="predict test split",
+    )
     return prediction_table(
         test["sha256"].tolist(),
         test["label"].tolist(),
-        head_probabilities(classifier, features),
+        probabilities,
         classifier["labels"],
         classifier["coarse_labels"],
         params["top_k"],
@@ -44,6 +61,52 @@ def compute_metrics(
     return classification_metrics(test_predictions, classifier["labels"], params["top_k"])
 
 
+def measure_calibration(test_predictions: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    return reliability_table(
+        test_predictions["confidence"].to_numpy(),
+        (test_predictions["true_rank"] == 0).to_numpy(),
+        params["calibration_bins"],
+    )
+
+
+def measure_robustness(
+    classifier: dict[str, Any],
+    splits: pd.DataFrame,
+    image_store: ImageSource,
+    params: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Clean, FGSM, PGD and corruption top-1 on one seeded sample of test images."""
+    labels = classifier["labels"]
+    known = splits[splits["label"].isin(labels)]
+    sample = sample_split(known, "test", params["robustness_images"], seed)
+    label_of = known.drop_duplicates("sha256").set_index("sha256")["label"]
+    index_of = {label: index for index, label in enumerate(labels)}
+    preprocessing = checkpoint_preprocessing(classifier)
+    return robustness_scores(
+        build_classifier(classifier),
+        labelled_batches(
+            image_store,
+            sample,
+            [index_of[label_of[sha256]] for sha256 in sample],
+            preprocessing,
+            description="attacks and corruptions",
+        ),
+        preprocessing,
+        AttackBudget(params["attack_epsilon"], params["pgd_steps"], params["pgd_alpha"]),
+        corruptions(params["corruptions"], seed),
+    )
+
+
+def assemble_metrics(
+    classification_metrics: dict[str, Any],
+    reliability: pd.DataFrame,
+    robustness_metrics: dict[str, Any],
+) -> dict[str, Any]:
+    """One flat dict of scalars for `dvc metrics show`."""
+    return {**classification_metrics, **calibration_metrics(reliability), **robustness_metrics}
+
+
 def plot_confusion_matrix(test_predictions: pd.DataFrame, classifier: dict[str, Any]) -> bytes:
     figure = confusion_figure(
         test_predictions["label"],
@@ -54,13 +117,41 @@ def plot_confusion_matrix(test_predictions: pd.DataFrame, classifier: dict[str, 
     return figure_png(figure)
 
 
+def plot_coarse_confusion_matrix(
+    test_predictions: pd.DataFrame, classifier: dict[str, Any]
+) -> bytes:
+    return figure_png(coarse_confusion_figure(test_predictions, classifier["coarse_labels"]))
+
+
+def plot_reliability_diagram(reliability: pd.DataFrame) -> bytes:
+    return figure_png(reliability_figure(reliability))
+
+
+def plot_worst_mistakes(
+    test_predictions: pd.DataFrame, image_store: ImageSource, params: dict[str, Any]
+) -> bytes:
+    mistakes = worst_mistakes(test_predictions, params["worst_mistakes"])
+    title = f"The {len(mistakes)} most confident mistakes on the test split"
+    return figure_png(mistake_gallery(mistakes, image_store, title))
+
+
 def log_evaluation(
     metrics: dict[str, Any],
     classification_report: pd.DataFrame,
+    reliability: pd.DataFrame,
     confusion_matrix: bytes,
+    coarse_confusion_matrix: bytes,
+    reliability_diagram: bytes,
+    worst_mistakes: bytes,
     mlflow_run: dict[str, str],
 ) -> None:
-    """Add the test metrics and the confusion matrix to the training run."""
+    """Add the test metrics, tables and every plot to the training run."""
+    plots = {
+        "confusion_matrix": confusion_matrix,
+        "coarse_confusion_matrix": coarse_confusion_matrix,
+        "reliability_diagram": reliability_diagram,
+        "worst_mistakes": worst_mistakes,
+    }
     mlflow.set_tracking_uri(mlflow_run["tracking_uri"])
     with mlflow.start_run(run_id=mlflow_run["run_id"]):
         mlflow.log_metrics(
@@ -68,6 +159,6 @@ def log_evaluation(
         )
         mlflow.log_dict(metrics, "evaluation/metrics.json")
         mlflow.log_text(classification_report.to_csv(index=False), "evaluation/per_class.csv")
-        mlflow.log_image(
-            Image.open(io.BytesIO(confusion_matrix)), "evaluation/confusion_matrix.png"
-        )
+        mlflow.log_text(reliability.to_csv(index=False), "evaluation/reliability.csv")
+        for name, png in plots.items():
+            mlflow.log_image(Image.open(io.BytesIO(png)), f"evaluation/{name}.png")

@@ -1,15 +1,26 @@
-"""Train: embed images with the frozen backbone (cached by sha256), fit the head, track the run."""
+"""Train: cache frozen-backbone outputs by sha256, train in the configured mode, track the run."""
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
+from prodcls_pipeline.activations import activation_key, split_backbone
 from prodcls_pipeline.augmentation import augmented_views, build_train_transform
-from prodcls_pipeline.backbones import create_backbone, eval_transform, preprocessing_for
+from prodcls_pipeline.backbones import (
+    Preprocessing,
+    backbone_identity,
+    create_backbone,
+    eval_transform,
+    preprocessing_for,
+)
+from prodcls_pipeline.checkpoint_store import CheckpointStore
+from prodcls_pipeline.classifier import make_checkpoint
 from prodcls_pipeline.embeddings import (
     CLEAN_VIEW,
     EmbeddingStore,
@@ -17,10 +28,19 @@ from prodcls_pipeline.embeddings import (
     embed_missing,
     image_seed,
 )
+from prodcls_pipeline.finetune import (
+    MODES,
+    LabelledSplits,
+    fit_full,
+    fit_head,
+    fit_partial,
+    run_fingerprint,
+)
 from prodcls_pipeline.images import ImageStore
-from prodcls_pipeline.inference import onnx_encoder
+from prodcls_pipeline.inference import available_cores, onnx_encoder
 from prodcls_pipeline.tracking import tracking_uri, use_project_tracking
-from prodcls_pipeline.training import HeadTrainingConfig, make_checkpoint, train_head
+from prodcls_pipeline.training import TrainingConfig, TrainingResult, resolve_device
+from prodcls_pipeline.training_data import ImageSamples, ViewImages
 
 logger = logging.getLogger(__name__)
 
@@ -33,90 +53,124 @@ def embed_images(
     params: dict[str, Any],
     seed: int,
 ) -> dict[str, int]:
-    """Cache clean embeddings of every split and augmented ones of the training images."""
-    backbone_name = params["backbone"]
-    model, preprocessing = create_backbone(backbone_name)
-    encode = onnx_encoder(model, preprocessing.input_size)
+    """Cache the frozen backbone's outputs (embeddings in `head` mode, activations after
+    `partial_block` in `partial` mode): clean for every split, augmented for training images."""
+    mode = _mode(params)
+    if mode == "full":
+        logger.info("train.mode is 'full': images are augmented online, nothing is cached")
+        return {"clean_computed": 0, "augmented_computed": 0}
+    backbone, preprocessing = create_backbone(params["backbone"], params["weights_file"])
+    key = _cache_key(params)
+    if mode == "partial":
+        encoder, _ = split_backbone(backbone, params["partial_block"])
+        dtype = np.float16
+    else:
+        encoder, dtype = backbone, np.float32
+    encode = onnx_encoder(encoder, preprocessing.input_size)
     clean = eval_transform(preprocessing)
     computed_clean = embed_missing(
         encode,
         embedding_store,
-        backbone_name,
+        key,
         [CLEAN_VIEW],
         splits["sha256"].tolist(),
         image_store.open,
         lambda image, _sha: [clean(image)],
         params["embed_batch_size"],
+        dtype,
     )
-    train_transform = build_train_transform(augmentation_policy, preprocessing)
-    views = params["views_per_image"]
-
-    def make_augmented(image: Image.Image, sha256: str) -> list:
-        return augmented_views(image, train_transform, views, image_seed(seed, sha256))
-
     computed_augmented = embed_missing(
         encode,
         embedding_store,
-        backbone_name,
-        augmented_view_names(augmentation_policy, views),
-        _split_sha256s(splits, "train"),
+        key,
+        augmented_view_names(augmentation_policy, params["views_per_image"]),
+        splits.loc[splits["split"] == "train", "sha256"].tolist(),
         image_store.open,
-        make_augmented,
+        _augmenter(augmentation_policy, params, seed),
         params["embed_batch_size"],
+        dtype,
     )
     counts = {"clean_computed": computed_clean, "augmented_computed": computed_augmented}
-    logger.info("Embeddings computed this run (the rest came from the cache): %s", counts)
+    logger.info("Cached %s outputs computed this run (the rest were reused): %s", key, counts)
     return counts
 
 
 def fit_classifier(
     splits: pd.DataFrame,
+    image_store: ImageStore,
     embedding_store: EmbeddingStore,
     augmentation_policy: dict[str, Any],
     embedding_counts: dict[str, int],
+    training_checkpoints: CheckpointStore,
     params: dict[str, Any],
     seed: int,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Fit the head on clean + augmented training embeddings; early-stop on the val split.
+    """Train in `train.mode`, select the epoch on the val split, resume an interrupted run.
 
     `embedding_counts` is taken only so that Kedro runs this after `embed_images`.
     """
-    backbone_name = params["backbone"]
-    labels = sorted(splits["label"].unique())
-    coarse_of = splits.drop_duplicates("label").set_index("label")["coarse_label"]
-    index_of = {label: index for index, label in enumerate(labels)}
-    train_rows = splits[splits["split"] == "train"]
-    val_rows = splits[splits["split"] == "val"]
-    if train_rows.empty or val_rows.empty:
-        raise ValueError("Training needs images in both the train and the val split")
+    mode = _mode(params)
+    data = LabelledSplits.from_splits(splits)
+    config = TrainingConfig.from_params(params)
+    fingerprint = run_fingerprint(params, seed, splits, augmentation_policy)
+    backbone, preprocessing = create_backbone(params["backbone"], params["weights_file"])
+    key = _cache_key(params)
     train_views = [
         CLEAN_VIEW,
         *augmented_view_names(augmentation_policy, params["views_per_image"]),
     ]
-    train_features = [
-        embedding_store.load(backbone_name, view, train_rows["sha256"].tolist())
-        for view in train_views
-    ]
-    trained = train_head(
-        train_features=np.concatenate(train_features),
-        train_labels=np.concatenate(
-            [train_rows["label"].map(index_of).to_numpy()] * len(train_views)
-        ),
-        val_features=embedding_store.load(backbone_name, CLEAN_VIEW, val_rows["sha256"].tolist()),
-        val_labels=val_rows["label"].map(index_of).to_numpy(),
-        num_classes=len(labels),
-        config=HeadTrainingConfig.from_params(params),
-        seed=seed,
-    )
-    checkpoint = make_checkpoint(
-        backbone_name,
-        labels,
-        [coarse_of[label] for label in labels],
-        preprocessing_for(backbone_name),
-        trained.head,
-    )
-    checkpoint["best_epoch"] = trained.best_epoch
-    return checkpoint, trained.history
+    train_sha256s, val_sha256s = data.train["sha256"].tolist(), data.val["sha256"].tolist()
+    train_targets = np.tile(data.train["target"].to_numpy(), len(train_views))
+    val_targets = data.val["target"].to_numpy()
+    common = {
+        "config": config,
+        "seed": seed,
+        "checkpoints": training_checkpoints,
+        "fingerprint": fingerprint,
+    }
+    if mode == "head":
+        result = fit_head(
+            torch.from_numpy(embedding_store.load_views(key, train_views, train_sha256s)),
+            train_targets,
+            torch.from_numpy(embedding_store.load(key, CLEAN_VIEW, val_sha256s)),
+            val_targets,
+            len(data.labels),
+            **common,
+        )
+    elif mode == "partial":
+        result = fit_partial(
+            backbone,
+            params["partial_block"],
+            torch.from_numpy(embedding_store.load_views(key, train_views, train_sha256s)),
+            train_targets,
+            torch.from_numpy(embedding_store.load(key, CLEAN_VIEW, val_sha256s)),
+            val_targets,
+            len(data.labels),
+            preprocessing=preprocessing,
+            images_of=ViewImages(
+                train_sha256s,
+                image_store.open,
+                eval_transform(preprocessing),
+                _augmenter(augmentation_policy, params, seed),
+            ),
+            **common,
+        )
+    else:
+        result = fit_full(
+            backbone,
+            ImageSamples(
+                train_sha256s,
+                data.train["target"].to_numpy(),
+                image_store.open,
+                build_train_transform(augmentation_policy, preprocessing),
+            ),
+            ImageSamples(val_sha256s, val_targets, image_store.open, eval_transform(preprocessing)),
+            len(data.labels),
+            preprocessing=preprocessing,
+            num_workers=available_cores() if resolve_device(params["device"]).type == "cuda" else 0,
+            **common,
+        )
+    return _checkpoint(params, data, preprocessing, backbone, mode, result), result.history
 
 
 def track_training(
@@ -128,10 +182,8 @@ def track_training(
 ) -> dict[str, str]:
     """Log params and per-epoch metrics to a new MLflow run; later stages log into the same run."""
     experiment_id = use_project_tracking(params["experiment_name"])
-    with mlflow.start_run(run_name=f"train-{params['backbone']}") as run:
-        mlflow.log_params(
-            {**{k: v for k, v in params.items() if k != "experiment_name"}, "seed": seed}
-        )
+    with mlflow.start_run(run_name=f"train-{params['mode']}-{params['backbone']}") as run:
+        mlflow.log_params({**_flat(params, exclude=("experiment_name",)), "seed": seed})
         mlflow.log_params(
             {
                 f"{split}_images": int(count)
@@ -150,5 +202,67 @@ def track_training(
     }
 
 
-def _split_sha256s(splits: pd.DataFrame, split: str) -> list[str]:
-    return splits.loc[splits["split"] == split, "sha256"].tolist()
+def _cache_key(params: dict[str, Any]) -> str:
+    """Embeddings are keyed by backbone and weights; partial-mode activations also by block."""
+    identity = backbone_identity(params["backbone"], params["weights_file"])
+    if params["mode"] == "partial":
+        return activation_key(identity, params["partial_block"])
+    return identity
+
+
+def _mode(params: dict[str, Any]) -> str:
+    if params["mode"] not in MODES:
+        raise ValueError(f"train.mode must be one of {MODES}, not {params['mode']!r}")
+    return params["mode"]
+
+
+def _augmenter(
+    policy: dict[str, Any], params: dict[str, Any], seed: int
+) -> Callable[[Image.Image, str], list[torch.Tensor]]:
+    """`(image, sha256) -> views_per_image augmented tensors`, the same for the same image."""
+    transform = build_train_transform(
+        policy, preprocessing_for(params["backbone"], params["weights_file"])
+    )
+    views = params["views_per_image"]
+
+    def make_augmented(image: Image.Image, sha256: str) -> list[torch.Tensor]:
+        return augmented_views(image, transform, views, image_seed(seed, sha256))
+
+    return make_augmented
+
+
+def _checkpoint(
+    params: dict[str, Any],
+    data: LabelledSplits,
+    preprocessing: Preprocessing,
+    backbone: torch.nn.Module,
+    mode: str,
+    result: TrainingResult,
+) -> dict[str, Any]:
+    """Head-only checkpoints reuse the packaged backbone; fine-tuned ones carry theirs."""
+    checkpoint = make_checkpoint(
+        params["backbone"],
+        params["weights_file"],
+        data.labels,
+        data.coarse_labels,
+        preprocessing,
+        result.model.head,
+        None if mode == "head" else backbone.state_dict(),
+    )
+    checkpoint.update(mode=mode, best_epoch=result.best_epoch)
+    if mode == "partial":
+        checkpoint["partial_block"] = params["partial_block"]
+    return checkpoint
+
+
+def _flat(params: dict[str, Any], exclude: tuple[str, ...], prefix: str = "") -> dict[str, Any]:
+    """Nested sections become dotted keys (`adversarial.epsilon`): MLflow params are flat."""
+    flat = {}
+    for key, value in params.items():
+        if key in exclude:
+            continue
+        if isinstance(value, dict):
+            flat |= _flat(value, exclude, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -23,9 +23,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.fit_classifier,
                 inputs=[
                     "splits",
+                    "image_store",
                     "embedding_store",
                     "augmentation_policy",
                     "embedding_counts",
+                    "training_checkpoints",
                     "params:train",
                     "params:seed",
                 ],

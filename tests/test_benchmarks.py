@@ -1,0 +1,163 @@
+"""The benchmark helpers: params merge, configuration files, result rows. No pipeline runs here."""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# The benchmark scripts run as plain scripts beside their shared helper, not as a package.
+sys.path.insert(0, str(BENCHMARKS))
+common = importlib.import_module("common")
+grocery_accuracy = importlib.import_module("grocery_accuracy")
+
+BASE = {
+    "seed": 42,
+    "train": {"mode": "head", "views_per_image": 2, "adversarial": {"enabled": False}},
+}
+
+
+def test_merge_overrides_nested_keys_and_leaves_the_inputs_alone() -> None:
+    overrides = {"train": {"mode": "partial", "adversarial": {"enabled": True}}}
+    merged = common.merge_params(BASE, overrides)
+    assert merged == {
+        "seed": 42,
+        "train": {"mode": "partial", "views_per_image": 2, "adversarial": {"enabled": True}},
+    }
+    assert BASE["train"]["mode"] == "head" and BASE["train"]["adversarial"]["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"trian": {"mode": "full"}}, "Unknown param 'trian'"),
+        (
+            {"train": {"adversarial": {"enabeld": True}}},
+            "Unknown param 'train.adversarial.enabeld'",
+        ),
+        ({"train": "full"}, "'train' is a section"),
+        ({"seed": {"value": 1}}, "'seed' is a single value"),
+    ],
+)
+def test_merge_rejects_what_params_yaml_does_not_have(overrides: dict, message: str) -> None:
+    with pytest.raises(common.ConfigurationError, match=message):
+        common.merge_params(BASE, overrides)
+
+
+def write_config(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_configuration_file_gives_description_and_overrides(tmp_path: Path) -> None:
+    write_config(tmp_path, "noaug", "description: no views\ntrain:\n  views_per_image: 0\n")
+    [configuration] = common.load_configurations(["noaug"], BASE, tmp_path)
+    assert configuration.name == "noaug" and configuration.description == "no views"
+    assert configuration.params(BASE)["train"]["views_per_image"] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("description: typo\ntrian:\n  mode: full\n", "Unknown param 'trian'"),
+        ("train:\n  mode: full\n", "needs a non-empty `description`"),
+        ("- a list\n", "expected a mapping"),
+    ],
+)
+def test_invalid_configuration_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
+    path = write_config(tmp_path, "bad", text)
+    with pytest.raises(common.ConfigurationError, match=message) as error:
+        common.load_configuration(path, BASE)
+    assert str(path) in str(error.value)
+
+
+def test_unknown_configuration_name_lists_the_available_ones(tmp_path: Path) -> None:
+    write_config(tmp_path, "head", "description: defaults\n")
+    with pytest.raises(common.ConfigurationError, match="available: head"):
+        common.load_configurations(["haed"], BASE, tmp_path)
+
+
+def test_bundled_configurations_fit_params_yaml() -> None:
+    names = sorted(path.stem for path in common.CONFIGS_DIR.glob("*.yaml"))
+    assert {"head", "head-noaug", "partial", "partial-adv", "full"} <= set(names)
+    modes = {
+        configuration.name: configuration.params(common.read_params())["train"]["mode"]
+        for configuration in common.load_configurations(names, common.read_params())
+    }
+    assert modes["head-noaug"] == "head" and modes["partial-adv"] == "partial"
+    assert modes["full"] == "full"
+
+
+PARAMS = {"train": {"mode": "partial", "backbone": "efficientnet_lite0"}}
+METRICS = {"top1": 0.81, "coarse_top1": 0.87, "macro_f1": 0.79, "top5": 0.97}
+
+
+def test_result_row_has_exactly_the_schema_fields() -> None:
+    row = grocery_accuracy.result_row("partial", PARAMS, METRICS, 123.456, "cpu", "grocery-store")
+    assert tuple(row) == grocery_accuracy.FIELDS
+    assert row == {
+        "config": "partial",
+        "mode": "partial",
+        "backbone": "efficientnet_lite0",
+        "fine_top1": 0.81,
+        "coarse_top1": 0.87,
+        "macro_f1": 0.79,
+        "fgsm_top1": None,  # metrics.json without an FGSM score
+        "train_seconds": 123.5,
+        "device": "cpu",
+        "dataset": "grocery-store",
+    }
+    with_fgsm = grocery_accuracy.result_row("p", PARAMS, METRICS | {"fgsm_top1": 0.4}, 1, "cpu", "")
+    assert with_fgsm["fgsm_top1"] == 0.4
+
+
+def test_compact_webp_copy_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "grocery-store-gpu" / "train").mkdir(parents=True)
+    (tmp_path / "grocery-store-gpu" / "train" / "a.webp").write_bytes(b"")
+    assert "compact .webp copy" in grocery_accuracy.dataset_label(tmp_path / "grocery-store-gpu")
+    (tmp_path / "jpegs").mkdir()
+    assert grocery_accuracy.dataset_label(tmp_path / "jpegs") == "jpegs"
+
+
+def row(config: str, dataset: str, top1: float) -> dict:
+    return grocery_accuracy.result_row(config, PARAMS, METRICS | {"top1": top1}, 1, "cpu", dataset)
+
+
+def test_results_replace_rows_of_the_same_configuration_and_dataset(tmp_path: Path) -> None:
+    fields, key = grocery_accuracy.FIELDS, grocery_accuracy.RESULT_KEY
+    common.write_results(
+        "bench", [row("head", "a", 0.5), row("full", "a", 0.6)], fields, key, tmp_path
+    )
+    path = common.write_results(
+        "bench", [row("head", "a", 0.7), row("head", "b", 0.8)], fields, key, tmp_path
+    )
+    written = json.loads(path.read_text())
+    assert [(r["config"], r["dataset"], r["fine_top1"]) for r in written] == [
+        ("full", "a", 0.6),
+        ("head", "a", 0.7),
+        ("head", "b", 0.8),
+    ]
+
+
+def test_rows_with_other_fields_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="differ"):
+        common.write_results(
+            "bench", [{"config": "head"}], ("config", "mode"), ("config",), tmp_path
+        )
+
+
+def test_table_shows_every_field_and_missing_values_as_dashes() -> None:
+    table = common.format_table([row("head", "grocery-store", 0.81234)], grocery_accuracy.FIELDS)
+    header, _, line = table.splitlines()
+    assert header.split() == list(grocery_accuracy.FIELDS)
+    assert "0.8123" in line and " - " in line and " 1.0 " in line
+
+
+def test_table_without_rows_is_just_the_header() -> None:
+    assert common.format_table([], ("config", "fine_top1")).splitlines()[0].split() == [
+        "config",
+        "fine_top1",
+    ]
