@@ -12,6 +12,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 common = importlib.import_module("common")
 grocery_accuracy = importlib.import_module("grocery_accuracy")
+compression = importlib.import_module("compression")
 
 BASE = {
     "seed": 42,
@@ -112,6 +113,33 @@ def test_result_row_has_exactly_the_schema_fields() -> None:
     }
     with_fgsm = grocery_accuracy.result_row("p", PARAMS, METRICS | {"fgsm_top1": 0.4}, 1, "cpu", "")
     assert with_fgsm["fgsm_top1"] == 0.4
+
+
+def test_compression_rows_follow_the_schema_and_mark_the_deployed_variant() -> None:
+    measured = {
+        "size_mb": 13.4,
+        "params": 4_000_000,
+        "nonzero_params": 4_000_000,
+        "ips_b1": 40.0,
+        "ips_b32": 90.0,
+        "p50_ms": 24.0,
+        "p95_ms": 30.0,
+        "top1": 0.8,
+        "macro_f1": 0.78,
+        "delta_top1": 0.0,
+        "method": "as is",
+    }
+    report = {
+        "deployable": "int8",
+        "variants": {
+            "fp32": {"variant": "fp32", **measured},
+            "int8": {"variant": "int8", **measured, "ips_b32": 300.0},
+        },
+    }
+    rows = compression.report_rows(report, "params.yaml", "grocery-store")
+    assert [tuple(row) for row in rows] == [compression.FIELDS] * 2
+    assert [(row["variant"], row["deployed"]) for row in rows] == [("fp32", False), ("int8", True)]
+    assert rows[1]["ips_b32"] == 300.0 and rows[1]["config"] == "params.yaml"
 
 
 def test_compact_webp_copy_is_named_as_such(tmp_path: Path) -> None:

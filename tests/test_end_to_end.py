@@ -1,7 +1,8 @@
 """The whole loop, run by `dvc repro` on a temp copy of the project with the bundled sample.
 
-One module-scoped project is driven through the user's story in order: first drop, no-op
-repro, a changed train param, a second drop, then a bad drop stopped by the validate gate.
+One module-scoped project is driven through the user's story in order: first drop (its model
+becomes the champion), no-op repro, a changed train param that makes a worse model (it stays the
+challenger), a second drop, then a bad drop stopped by the validate gate.
 """
 
 import hashlib
@@ -34,6 +35,8 @@ COPIED = [
     ".gitignore",
 ]
 E2E_ROBUSTNESS_IMAGES = 16
+E2E_FINE_TUNE_IMAGES = 64
+VARIANTS = {"fp32", "int8", "unstructured-50", "channels-25", "distilled-channels-50"}
 STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package"]
 
 
@@ -89,6 +92,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Attacks on every test image would make each evaluate run minutes; the scores are
     # exercised, their precision is not.
     params["evaluate"]["robustness_images"] = E2E_ROBUSTNESS_IMAGES
+    # Likewise the pruning recoveries and the distillation: real, but on a few images.
+    params["compress"]["fine_tune_images"] = E2E_FINE_TUNE_IMAGES
+    params["compress"]["distillation"]["epochs"] = 1
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     for layer in [
         "01_raw/drops",
@@ -127,6 +133,22 @@ def land(project: Path, staging: Path, drop: str) -> None:
     shutil.copytree(staging / drop, project / "data" / "01_raw" / "drops" / drop)
 
 
+def aliases(project: Path) -> dict[str, int]:
+    script = (
+        "import json, mlflow; from prodcls_pipeline.tracking import tracking_uri;"
+        "mlflow.set_tracking_uri(tracking_uri());"
+        "print(json.dumps(dict(mlflow.MlflowClient().get_registered_model('prodcls').aliases)))"
+    )
+    output = run(project, sys.executable, "-c", script).stdout.strip().splitlines()[-1]
+    return {name: int(version) for name, version in json.loads(output).items()}
+
+
+def predict(project: Path, image: Path, *model: str) -> dict:
+    output = run(project, "prodcls", "predict", str(image), "--json", *model).stdout
+    [prediction] = json.loads(output)
+    return prediction
+
+
 def registered_versions(project: Path) -> int:
     script = (
         "import mlflow,sys; from prodcls_pipeline.tracking import tracking_uri;"
@@ -161,6 +183,23 @@ def test_first_drop_runs_every_stage(project: Path, staging: Path) -> None:
     assert registration["version"] in (1, "1")
     assert registered_versions(project) == 1
 
+    compression = read_json(reporting(project, "compression_report.json"))
+    assert set(compression["variants"]) == VARIANTS
+    assert compression["deployable"] in VARIANTS
+    assert (
+        f"**{compression['deployable']}** (deployed)"
+        in reporting(project, "compression_report.md").read_text()
+    )
+    assert {
+        path.stem for path in (project / "data/07_model_output/onnx").glob("*.onnx")
+    } == VARIANTS
+    promotion = read_json(reporting(project, "promotion.json"))
+    assert promotion["verdict"] == "promoted", promotion
+    assert promotion["reason"].startswith("no champion yet: the floor alone decides")
+    assert aliases(project) == {"champion": 1, "challenger": 1}
+    card = (project / "data/07_model_output/package/MODEL_CARD.md").read_text()
+    assert f"Model card: prodcls ({compression['deployable']})" in card
+
 
 def test_pipelines_and_dag_have_the_eight_stages(project: Path) -> None:
     registry = run(project, "kedro", "registry", "list").stdout
@@ -175,10 +214,14 @@ def test_repro_after_a_full_run_runs_nothing(project: Path) -> None:
     assert "up to date" in run(project, "dvc", "status").stdout
 
 
-def test_changed_train_param_reruns_train_and_later_stages_only(project: Path) -> None:
+def test_a_worse_model_stays_challenger_and_predict_keeps_the_champion(project: Path) -> None:
+    image = next((project / "data" / "01_raw" / "drops" / "drop-001").rglob("*.jpg"))
+    champion_answer = predict(project, image)
     params_file = project / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
-    params["train"]["learning_rate"] = params["train"]["learning_rate"] / 2
+    # One epoch at a hundredth of the learning rate: a model far below the floor.
+    params["train"]["learning_rate"] = params["train"]["learning_rate"] / 100
+    params["train"]["max_epochs"] = 1
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
     assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"train"}
@@ -186,6 +229,22 @@ def test_changed_train_param_reruns_train_and_later_stages_only(project: Path) -
     ran = {stage for stage in STAGES if f"Running stage '{stage}'" in output}
     assert ran == {"train", "evaluate", "compress", "package"}, output[-3000:]
     assert registered_versions(project) == 2
+
+    promotion = read_json(reporting(project, "promotion.json"))
+    assert promotion["verdict"] == "rejected", promotion
+    assert promotion["challenger"]["version"] == 2 and promotion["champion"]["version"] == 1
+    challenger, champion = promotion["challenger"]["metrics"], promotion["champion"]["metrics"]
+    assert challenger["test_images"] == champion["test_images"]
+    assert challenger["top1"] < champion["top1"]
+    assert "below the floor" in promotion["reason"]
+    assert "**Verdict: rejected.**" in reporting(project, "promotion.md").read_text()
+    assert aliases(project) == {"champion": 1, "challenger": 2}
+    assert (
+        predict(project, image)
+        == champion_answer
+        == predict(project, image, "--model", "models:/prodcls/1")
+    )
+    assert predict(project, image, "--model", "models:/prodcls/2") != champion_answer
 
 
 def test_second_drop_keeps_splits_and_decodes_only_new_images(project: Path, staging: Path) -> None:

@@ -86,10 +86,9 @@ def package_inputs() -> dict[str, Any]:
             for image in range(count)
         ]
     )
-    variant_row = {"params": 5_123, "ips_b1": 230.4, "ips_batch": 410.9, "p50_ms": 4.35}
+    variant_row = {"params": 5_123, "ips_b1": 230.4, "ips_b32": 410.9, "p50_ms": 4.35}
     return {
-        "onnx_fp32": tiny_onnx(seed=0),
-        "onnx_int8": tiny_onnx(seed=1),
+        "onnx_models": {"fp32": tiny_onnx(seed=0), "int8": tiny_onnx(seed=1)},
         "classifier": {
             "backbone": "efficientnet_lite0",
             "labels": LABELS,
@@ -108,6 +107,7 @@ def package_inputs() -> dict[str, Any]:
             "top5": 0.9731,
             "macro_f1": 0.6414,
             "coarse_top1": 0.8842,
+            "ece": 0.0712,
             "test_images": 91,
             "classes": len(LABELS),
         },
@@ -116,10 +116,14 @@ def package_inputs() -> dict[str, Any]:
         ),
         "compression_report": {
             "benchmark_batch_size": 32,
+            "throughput_column": "ips_b32",
+            "deployable": "int8",
+            "deploy_rule": {"text": "the highest ips_b32 within 0.0100 top-1 of fp32"},
             "variants": {
                 "fp32": {
                     **variant_row,
                     "variant": "fp32",
+                    "method": "exported as is",
                     "size_mb": 13.42,
                     "p95_ms": 6.1,
                     "top1": 0.8125,
@@ -129,6 +133,7 @@ def package_inputs() -> dict[str, Any]:
                 "int8": {
                     **variant_row,
                     "variant": "int8",
+                    "method": "static int8",
                     "size_mb": 3.61,
                     "p95_ms": None,
                     "top1": 0.8081,
@@ -153,13 +158,12 @@ def build_test_package(
 ) -> dict[str, bytes]:
     inputs = {**package_inputs(), **overrides}
     return build_package(
-        onnx_models={"fp32": inputs["onnx_fp32"], "int8": inputs["onnx_int8"]},
-        variant=variant,
+        onnx_models=inputs["onnx_models"],
         model_name=model_name,
         classifier=inputs["classifier"],
         metrics=inputs["metrics"],
         per_class=inputs["classification_report"],
-        compression_report=inputs["compression_report"],
+        compression_report={**inputs["compression_report"], "deployable": variant},
         manifest=inputs["validated_manifest"],
         validation_report=inputs["validation_report"],
         lineage=LINEAGE,
@@ -184,8 +188,8 @@ def test_package_holds_the_deployed_variant_and_its_interface(package: dict[str,
         "MODEL_CARD.md",
         "lineage.json",
     }
-    assert package[MODEL_FILE] == package_inputs()["onnx_int8"]
-    assert build_test_package("fp32")[MODEL_FILE] == package_inputs()["onnx_fp32"]
+    assert package[MODEL_FILE] == package_inputs()["onnx_models"]["int8"]
+    assert build_test_package("fp32")[MODEL_FILE] == package_inputs()["onnx_models"]["fp32"]
 
     label_map = json.loads(package["label_map.json"])
     assert label_map["index_to_label"]["1"] == "banana"
@@ -233,8 +237,10 @@ def test_model_card_shows_the_real_values(card: str) -> None:
             assert value in card
     assert "| Uncommitted changes | no |" in card
     assert "Result: **passed** (2 checks, 0 failed)." in card
-    assert "| int8 (deployed) | 3.61 | 5,123 | 230.4 | 410.9 | 4.35 |" in card
+    assert "| int8 (deployed) | static int8 | 3.61 | 5,123 | 230.4 | 410.9 | 4.35 |" in card
     assert "-0.44 points" in card
+    assert "The deployed variant is the highest ips_b32 within 0.0100 top-1 of fp32." in card
+    assert "expected calibration error on the test split is 0.071" in " ".join(card.split())
 
 
 def test_model_card_lists_the_five_weakest_classes_by_f1(card: str) -> None:
@@ -249,11 +255,12 @@ def test_model_card_lists_the_five_weakest_classes_by_f1(card: str) -> None:
 
 
 def test_missing_values_read_not_measured(card: str) -> None:
-    assert f"| int8 (deployed) | 3.61 | 5,123 | 230.4 | 410.9 | 4.35 | {NOT_MEASURED} |" in card
-    metrics = {**package_inputs()["metrics"], "coarse_top1": None}
-    sparse = build_test_package(metrics=metrics, compression_report={})[MODEL_CARD_FILE].decode()
+    row = "| int8 (deployed) | static int8 | 3.61 | 5,123 | 230.4 | 410.9 | 4.35 |"
+    assert f"{row} {NOT_MEASURED} |" in card
+    metrics = {**package_inputs()["metrics"], "coarse_top1": None, "ece": None}
+    sparse = build_test_package(metrics=metrics)[MODEL_CARD_FILE].decode()
     assert f"| Coarse top-1 | {NOT_MEASURED} |" in sparse
-    assert f"Compression trade-off: {NOT_MEASURED}." in sparse
+    assert f"calibration error on the test split is {NOT_MEASURED}" in " ".join(sparse.split())
     assert "None" not in sparse
 
 
@@ -264,8 +271,8 @@ def test_failed_validation_is_stated() -> None:
     assert "| images_per_class | failed |" in card
 
 
-def test_rejects_unknown_variant_and_mismatched_labels() -> None:
-    with pytest.raises(ValueError, match="variant"):
-        build_test_package("fp16")
+def test_rejects_a_variant_not_exported_and_mismatched_labels() -> None:
+    with pytest.raises(ValueError, match="deploys 'channels-25', but .* only fp32, int8"):
+        build_test_package("channels-25")
     with pytest.raises(ValueError, match="3 classes"):
-        build_test_package(onnx_int8=tiny_onnx(seed=2, classes=3))
+        build_test_package(onnx_models={"int8": tiny_onnx(seed=2, classes=3)})

@@ -1,15 +1,20 @@
 """The `prodcls` command. Each subcommand is a function that adds its parser to `SUBCOMMANDS`."""
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from prodcls_pipeline.drops import SPLITS, DropFormatError, layout_drops, scan_drop
 
 DEFAULT_DROPS_DIR = Path("data/01_raw/drops")
+DEFAULT_MODEL_URI = "models:/prodcls@champion"
+# argparse's exit status for a bad command line, used for an input file that cannot be read too.
+INPUT_ERROR_STATUS = 2
 
 # Kedro imports `<package>.cli` and fails unless it holds a click group named `cli`, whose
 # commands it adds to `kedro`. prodcls adds none there: its own commands live under `prodcls`.
@@ -18,6 +23,10 @@ cli = click.Group(name="prodcls_kedro_commands")
 
 class UsageError(Exception):
     """A command line that parses but asks for something impossible."""
+
+
+class InputError(UsageError):
+    """An input file that is missing or unreadable: exit status 2, not 1."""
 
 
 # Errors a user can fix from the message alone: shown without a stack trace.
@@ -86,7 +95,77 @@ def run_drops(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_drops_command]
+def add_predict_command(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="classify product photos with a registered model",
+        description=(
+            "Classify each IMAGE with the pyfunc model at --model. The registry is "
+            "$MLFLOW_TRACKING_URI, else the project's sqlite store under ./mlruns."
+        ),
+    )
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="photo to classify")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL_URI,
+        metavar="URI",
+        help=f"MLflow model URI (default: {DEFAULT_MODEL_URI})",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=5,
+        metavar="K",
+        help="ranked labels per image in the --json output (default: 5)",
+    )
+    parser.set_defaults(run=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    # Imported here: mlflow and onnxruntime take seconds to import, and only `predict` needs them.
+    import mlflow
+
+    from prodcls_pipeline import serving
+    from prodcls_pipeline.tracking import tracking_uri
+
+    # Every image is checked before the model loads, so a typo fails fast and names the file.
+    for path in args.images:
+        try:
+            serving.read_image(path)
+        except serving.ImageInputError as error:
+            raise InputError(f"{path}: {error.reason}") from error
+    mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
+    try:
+        model = serving.load_model(args.model)
+    except serving.ModelLoadError as error:
+        raise UsageError(str(error)) from error
+    table = model.predict(
+        pd.DataFrame({serving.IMAGE_COLUMN: [str(path) for path in args.images]}),
+        params={"top_k": args.top_k},
+    )
+    table.insert(0, "image", [str(path) for path in args.images])
+    if args.json:
+        print(json.dumps(table.to_dict("records"), indent=2, ensure_ascii=False))
+    else:
+        print(_text_table(table))
+    return 0
+
+
+def _text_table(predictions: pd.DataFrame) -> str:
+    """image, label, probability and coarse label in aligned columns, one image a line."""
+    rows = [["image", "label", "probability", "coarse"]] + [
+        [row.image, row.label, f"{row.probability:.3f}", row.coarse_label or "-"]
+        for row in predictions.itertuples()
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_drops_command, add_predict_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,4 +184,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except USER_ERRORS as error:
         print(f"prodcls: error: {error}", file=sys.stderr)
-        return 1
+        return INPUT_ERROR_STATUS if isinstance(error, InputError) else 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
@@ -80,8 +81,9 @@ def quantize_int8(fp32: bytes, calibration_batches: Iterable[np.ndarray]) -> byt
     return model
 
 
-def parameter_count(model: bytes) -> int:
-    """Elements of the model's weight initialisers; quantisation scales and zero points excluded."""
+def parameter_count(model: bytes, nonzero: bool = False) -> int:
+    """Elements of the model's weight initialisers (only the non-zero ones if `nonzero`: what
+    unstructured pruning removes); quantisation scales and zero points excluded."""
     graph = onnx.load_from_string(model).graph
     quantization_parameters = {
         node.input[slot]
@@ -89,11 +91,14 @@ def parameter_count(model: bytes) -> int:
         for slot in _QUANTIZATION_PARAMETER_SLOTS.get(node.op_type, ())
         if slot < len(node.input)
     }
-    return sum(
-        int(np.prod(initializer.dims))
+    weights = [
+        initializer
         for initializer in graph.initializer
         if initializer.name not in quantization_parameters
-    )
+    ]
+    if nonzero:
+        return sum(int(np.count_nonzero(numpy_helper.to_array(weight))) for weight in weights)
+    return sum(int(np.prod(weight.dims)) for weight in weights)
 
 
 class _BatchReader(CalibrationDataReader):

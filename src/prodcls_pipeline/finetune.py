@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prodcls_pipeline.activations import split_backbone
+from prodcls_pipeline.activations import BackboneSuffix, split_backbone
 from prodcls_pipeline.adversarial_training import activation_adversary, image_adversary
 from prodcls_pipeline.backbones import Preprocessing
 from prodcls_pipeline.checkpoint_store import CheckpointStore
@@ -156,3 +156,25 @@ def fit_full(
         adversary,
         num_workers,
     )
+
+
+def trainable_in_mode(
+    classifier: ProductClassifier, mode: str, partial_block: int
+) -> Callable[[str], bool]:
+    """Which of the classifier's parameters `mode` trains, by name: the head; the head and the
+    backbone after `partial_block`; or everything. Fine-tunes after training (pruning recovery)
+    change no more than training did, so a frozen backbone stays the published one."""
+    if mode == "full":
+        return lambda name: True
+    if mode == "head":
+        return lambda name: name.startswith("head.")
+    if mode != "partial":
+        raise ValueError(f"train.mode must be one of {MODES}, not {mode!r}")
+    suffix = BackboneSuffix(classifier.backbone, partial_block)
+    tuned = {id(parameter) for parameter in suffix.parameters()}
+    names = {
+        name
+        for name, parameter in classifier.named_parameters()
+        if id(parameter) in tuned or name.startswith("head.")
+    }
+    return names.__contains__

@@ -16,7 +16,6 @@ LABEL_MAP_FILE = "label_map.json"
 PREPROCESSING_FILE = "preprocessing.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 LINEAGE_FILE = "lineage.json"
-VARIANTS = ("fp32", "int8")
 # Registry tags a model version carries; each is a key of lineage.json.
 TAG_KEYS = (
     "git_commit",
@@ -33,7 +32,6 @@ TAG_KEYS = (
 
 def build_package(
     onnx_models: dict[str, bytes],
-    variant: str,
     model_name: str,
     classifier: dict[str, Any],
     metrics: dict[str, Any],
@@ -43,9 +41,13 @@ def build_package(
     validation_report: dict[str, Any],
     lineage: dict[str, Any],
 ) -> dict[str, bytes]:
-    """{file name: bytes} of the package deployed for `variant` ("fp32" | "int8")."""
-    if variant not in VARIANTS:
-        raise ValueError(f"Unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    """{file name: bytes} of the package of the variant the compression report deploys."""
+    variant = compression_report["deployable"]
+    if variant not in onnx_models:
+        raise ValueError(
+            f"The compression report deploys {variant!r}, but the compress stage exported only "
+            f"{', '.join(sorted(onnx_models))}"
+        )
     model = onnx_models[variant]
     io_spec = onnx_io(model)
     _check_output_matches_labels(io_spec, list(classifier["labels"]))
@@ -167,7 +169,8 @@ suggestion: checkout assistance, catalogue tagging, sorting of incoming photos.
 ## Limitations
 
 - Closed set: a product outside the classes below still receives one of those labels.
-- Scores are logits, not calibrated probabilities; set any confidence threshold on held-out data.
+- Probabilities are the softmax of the logits and are not recalibrated: their expected calibration
+  error on the test split is {ece}. Set any confidence threshold on held-out data.
 - Accuracy is measured on photos like those in the drops (cameras, lighting, backgrounds); other
   conditions can lower it without warning.
 - Classes with few training images are the least reliable; see the weakest classes below.
@@ -190,7 +193,7 @@ def render_model_card(
     """MODEL_CARD.md, rendered entirely from the values passed in."""
     sections = [
         _overview(model_name, variant, classifier, io_spec, lineage),
-        _INTENDED_USE.format(classes=len(classifier["labels"])),
+        _INTENDED_USE.format(classes=len(classifier["labels"]), ece=_fixed(metrics.get("ece"))),
         _data_section(manifest, lineage),
         _metrics_section(metrics, per_class),
         _compression_section(compression_report, variant),
@@ -273,12 +276,14 @@ def _metrics_section(metrics: dict[str, Any], per_class_table: pd.DataFrame) -> 
 
 
 def _compression_section(compression_report: dict[str, Any], variant: str) -> str:
+    batch_size = compression_report["benchmark_batch_size"]
     header = [
         "Variant",
+        "How",
         "Size (MB)",
         "Parameters",
         "img/s, batch 1",
-        f"img/s, batch {compression_report.get('benchmark_batch_size', NOT_MEASURED)}",
+        f"img/s, batch {batch_size}",
         "p50 latency (ms)",
         "p95 latency (ms)",
         "Top-1",
@@ -288,10 +293,11 @@ def _compression_section(compression_report: dict[str, Any], variant: str) -> st
     rows = [
         [
             row["variant"] + (" (deployed)" if row["variant"] == variant else ""),
+            _text(row.get("method")),
             _fixed(row.get("size_mb"), 2),
             _int(row.get("params")),
             _fixed(row.get("ips_b1"), 1),
-            _fixed(row.get("ips_batch"), 1),
+            _fixed(row.get(compression_report["throughput_column"]), 1),
             _fixed(row.get("p50_ms"), 2),
             _fixed(row.get("p95_ms"), 2),
             _pct(row.get("top1")),
@@ -300,8 +306,11 @@ def _compression_section(compression_report: dict[str, Any], variant: str) -> st
         ]
         for row in (compression_report.get("variants") or {}).values()
     ]
-    body = _table(header, rows) if rows else f"Compression trade-off: {NOT_MEASURED}."
-    return f"## Compression trade-off (ONNX Runtime, CPU)\n\n{body}"
+    rule = compression_report["deploy_rule"]["text"]
+    return (
+        "## Compression trade-off (ONNX Runtime, CPU)\n\n"
+        f"{_table(header, rows)}\n\nThe deployed variant is {rule}."
+    )
 
 
 def _validation_section(validation_report: dict[str, Any]) -> str:

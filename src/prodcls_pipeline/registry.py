@@ -1,30 +1,27 @@
-"""A new MLflow model version for a model package, logged into the run that trained it.
+"""A new MLflow model version for a model package, logged into the run that trained it, and the
+aliases that say which version is in service (`champion`) and which was registered last
+(`challenger`).
 
 Nothing here reaches the network: pip requirements are pinned from the installed versions, so
-MLflow never infers or locks them, and the store is the project's sqlite file. Giving MLflow the
-signature and the requirements up front is also what keeps its log_model warnings away.
+MLflow never infers or locks them, and the store is the project's sqlite file.
 """
 
 import tempfile
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.onnx
-import numpy as np
-import onnx
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
 
-from prodcls_pipeline.packaging import MODEL_FILE, onnx_io
+from prodcls_pipeline.serving import log_pyfunc_model
 from prodcls_pipeline.tracking import tracking_uri as project_tracking_uri
 
 PACKAGE_ARTIFACT_PATH = "package"
+DECISION_ARTIFACT_PATH = "promotion"
 MODEL_ARTIFACT_NAME = "model"
-# What the ONNX pyfunc flavour needs at serving time; mlflow itself is added by MLflow.
-SERVING_PACKAGES = ("onnx", "onnxruntime")
+CHALLENGER = "challenger"
+CHAMPION = "champion"
 
 
 class RunNotFoundError(LookupError):
@@ -36,55 +33,35 @@ def register_model_version(
     run: dict[str, str],
     model_name: str,
     tags: dict[str, str],
+    input_example_images: list[bytes],
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Log `package` into the training run and register its ONNX model as a new version.
+    """Log `package` into the training run as files and as a pyfunc model (images in, labels
+    out), register that model as a new version and point the `challenger` alias at it.
 
-    Returns {model_name, version, run_id, model_uri, source_uri, package_uri, tags}. Aliases are
-    left alone: promotion is a separate, gated decision.
+    Returns {model_name, version, run_id, model_uri, source_uri, package_uri, tags}. The
+    `champion` alias is left alone: promotion is a separate, gated decision.
     """
     mlflow.set_tracking_uri(tracking_uri or project_tracking_uri())
     run_id = run["run_id"]
     _require_run(run)
-    model = package[MODEL_FILE]
-    with mlflow.start_run(run_id=run_id):
-        _log_files(package, PACKAGE_ARTIFACT_PATH)
-        logged = mlflow.onnx.log_model(
-            onnx.load_from_string(model),
-            name=MODEL_ARTIFACT_NAME,
-            signature=onnx_signature(model),
-            pip_requirements=pinned_requirements(),
-            save_as_external_data=False,
-        )
+    with tempfile.TemporaryDirectory() as folder, mlflow.start_run(run_id=run_id):
+        package_dir = Path(folder) / PACKAGE_ARTIFACT_PATH
+        _write_files(package, package_dir)
+        mlflow.log_artifacts(str(package_dir), artifact_path=PACKAGE_ARTIFACT_PATH)
+        logged = log_pyfunc_model(package_dir, MODEL_ARTIFACT_NAME, input_example_images)
     model_version = mlflow.register_model(logged.model_uri, model_name, tags=tags)
+    version = int(model_version.version)
+    set_alias(model_name, CHALLENGER, version)
     return {
         "model_name": model_name,
-        "version": int(model_version.version),
+        "version": version,
         "run_id": run_id,
-        "model_uri": f"models:/{model_name}/{model_version.version}",
+        "model_uri": f"models:/{model_name}/{version}",
         "source_uri": logged.model_uri,
         "package_uri": f"runs:/{run_id}/{PACKAGE_ARTIFACT_PATH}",
         "tags": dict(tags),
     }
-
-
-def onnx_signature(model: bytes) -> ModelSignature:
-    """The MLflow signature of an ONNX model's input and output; symbolic dims are -1."""
-    io_spec = onnx_io(model)
-    return ModelSignature(
-        inputs=Schema([_tensor_spec(io_spec, "input")]),
-        outputs=Schema([_tensor_spec(io_spec, "output")]),
-    )
-
-
-def pinned_requirements() -> list[str]:
-    return [f"{package}=={installed_version(package)}" for package in SERVING_PACKAGES]
-
-
-def _tensor_spec(io_spec: dict[str, Any], side: str) -> TensorSpec:
-    shape = io_spec[f"{side}_shape"]
-    dims = tuple(dim if isinstance(dim, int) and dim > 0 else -1 for dim in shape)
-    return TensorSpec(np.dtype(io_spec[f"{side}_dtype"]), dims, io_spec[f"{side}_name"])
 
 
 def _require_run(run: dict[str, str]) -> None:
@@ -98,10 +75,37 @@ def _require_run(run: dict[str, str]) -> None:
         ) from error
 
 
+def _write_files(files: dict[str, bytes], folder: Path) -> None:
+    for name, data in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
 def _log_files(files: dict[str, bytes], artifact_path: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        for name, data in files.items():
-            target = Path(folder) / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        _write_files(files, Path(folder))
         mlflow.log_artifacts(folder, artifact_path=artifact_path)
+
+
+def alias_version(model_name: str, alias: str) -> int | None:
+    """The version `alias` points at, or None when the alias (or the model) does not exist."""
+    try:
+        return int(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(model_name: str, alias: str, version: int) -> None:
+    MlflowClient().set_registered_model_alias(model_name, alias, str(version))
+
+
+def attach_decision(
+    model_name: str, version: int, run_id: str, files: dict[str, bytes], tags: dict[str, str]
+) -> None:
+    """Keep the promotion decision with the version it judged: files in its run, tags on it."""
+    with mlflow.start_run(run_id=run_id):
+        _log_files(files, f"{DECISION_ARTIFACT_PATH}/v{version}")
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value)

@@ -1,15 +1,33 @@
-"""Compress: export the classifier to ONNX, quantise it to int8, compare the two on CPU."""
+"""Compress: export to ONNX, then quantise, prune and distil, and compare every variant on CPU."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
 
 from prodcls_pipeline.classifier import build_classifier, checkpoint_preprocessing
-from prodcls_pipeline.compression import compare_variants, sample_split
+from prodcls_pipeline.compression import (
+    REFERENCE_VARIANT,
+    DeployRule,
+    compare_variants,
+    render_report,
+    sample_split,
+)
+from prodcls_pipeline.distillation import fine_tune_student, recalibrate_batch_norm
 from prodcls_pipeline.export import export_onnx, quantize_int8
+from prodcls_pipeline.finetune import trainable_in_mode
 from prodcls_pipeline.inference import ImageSource, image_batches
+from prodcls_pipeline.pruning import prune_channels, prune_unstructured
+
+INT8_VARIANT = "int8"
+_METHODS = {
+    REFERENCE_VARIANT: "the trained classifier exported as is",
+    INT8_VARIANT: "fp32 quantised to int8 (static, QDQ, per-channel weights)",
+}
+Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
 
 
 def export_fp32(classifier: dict[str, Any]) -> bytes:
@@ -31,20 +49,114 @@ def quantize(
     return quantize_int8(onnx_fp32, _batches(image_store, calibration, classifier, params))
 
 
-def compare(
-    onnx_fp32: bytes,
-    onnx_int8: bytes,
+def prune(
+    classifier: dict[str, Any],
+    splits: pd.DataFrame,
+    image_store: ImageSource,
+    params: dict[str, Any],
+    train_params: dict[str, Any],
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """{variant: {onnx, method}}: each sparsity of global unstructured magnitude pruning and each
+    fraction of channel pruning, after a recovery fine-tune of what `train.mode` trained."""
+    model = build_classifier(classifier)
+    pruning = params["pruning"]
+    trainable = trainable_in_mode(model, train_params["mode"], train_params["partial_block"])
+    batches = _fine_tune_batches(classifier, splits, image_store, params, seed)
+    recovery = {
+        "batches": batches,
+        "trainable": trainable,
+        "epochs": pruning["recovery_epochs"],
+        "learning_rate": pruning["recovery_learning_rate"],
+        "seed": seed,
+    }
+    recovered = (
+        f"; batch norm recalibrated, then {pruning['recovery_epochs']} recovery epoch(s) of "
+        f"what {train_params['mode']} mode trains"
+    )
+    variants = {}
+    for sparsity in pruning["unstructured_sparsities"]:
+        pruned = fine_tune_student(
+            recalibrate_batch_norm(prune_unstructured(model, sparsity), batches),
+            keep_zeros=True,
+            description=f"recover unstructured-{_percent(sparsity)}",
+            **recovery,
+        )
+        method = f"{sparsity:.0%} of conv/linear weights zeroed (global magnitude)" + recovered
+        variants[f"unstructured-{_percent(sparsity)}"] = _variant(pruned, classifier, method)
+    for fraction in pruning["channel_fractions"]:
+        pruned = fine_tune_student(
+            recalibrate_batch_norm(prune_channels(model, fraction), batches),
+            description=f"recover channels-{_percent(fraction)}",
+            **recovery,
+        )
+        method = f"{fraction:.0%} of every block's expansion channels removed" + recovered
+        variants[f"channels-{_percent(fraction)}"] = _variant(pruned, classifier, method)
+    return variants
+
+
+def distill(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
     params: dict[str, Any],
     seed: int,
-) -> dict[str, Any]:
-    """Size, CPU speed and full-test-split accuracy of fp32 and int8, side by side."""
+) -> dict[str, dict[str, Any]]:
+    """{variant: {onnx, method}}: the fine-tuned model taught to a channel-pruned copy of
+    itself, every student parameter trained; empty when distillation is disabled."""
+    settings = params["distillation"]
+    if not settings["enabled"]:
+        return {}
+    teacher = build_classifier(classifier)
+    fraction = settings["student_channel_fraction"]
+    batches = _fine_tune_batches(classifier, splits, image_store, params, seed)
+    student = fine_tune_student(
+        recalibrate_batch_norm(prune_channels(teacher, fraction), batches),
+        batches=batches,
+        teacher=teacher,
+        trainable=lambda name: True,
+        epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        temperature=settings["temperature"],
+        alpha=settings["alpha"],
+        seed=seed,
+        description="distil",
+    )
+    method = (
+        f"student: the model with {fraction:.0%} of its expansion channels removed and batch "
+        "norm recalibrated, distilled "
+        f"from the full model for {settings['epochs']} epoch(s) (T={settings['temperature']}, "
+        f"alpha={settings['alpha']})"
+    )
+    return {f"distilled-channels-{_percent(fraction)}": _variant(student, classifier, method)}
+
+
+def compare(
+    onnx_fp32: bytes,
+    onnx_int8: bytes,
+    pruned: dict[str, dict[str, Any]],
+    distilled: dict[str, dict[str, Any]],
+    classifier: dict[str, Any],
+    splits: pd.DataFrame,
+    image_store: ImageSource,
+    params: dict[str, Any],
+    seed: int,
+) -> tuple[dict[str, bytes], dict[str, Any], str]:
+    """Every variant's ONNX file, and their size, CPU speed and full-test-split accuracy side by
+    side with the variant the deploy rule picks, as JSON and Markdown."""
+    variants = {
+        REFERENCE_VARIANT: {"onnx": onnx_fp32, "method": _METHODS[REFERENCE_VARIANT]},
+        INT8_VARIANT: {"onnx": onnx_int8, "method": _METHODS[INT8_VARIANT]},
+        **pruned,
+        **distilled,
+    }
+    models = {name: variant["onnx"] for name, variant in variants.items()}
     test = splits.loc[splits["split"] == "test"].sort_values("sha256")
     benchmark = sample_split(splits, "test", params["benchmark_images"], seed)
-    return compare_variants(
-        models={"fp32": onnx_fp32, "int8": onnx_int8},
+    report = compare_variants(
+        models=models,
+        methods={name: variant["method"] for name, variant in variants.items()},
+        rule=DeployRule.from_params(params),
         test_batches=_batches(image_store, test["sha256"].tolist(), classifier, params, "test"),
         test_labels=test["label"].tolist(),
         class_labels=classifier["labels"],
@@ -52,6 +164,39 @@ def compare(
         batch_size=params["benchmark_batch_size"],
         repeats=params["benchmark_repeats"],
     )
+    return models, report, render_report(report)
+
+
+def _variant(model: nn.Module, classifier: dict[str, Any], method: str) -> dict[str, Any]:
+    input_size = checkpoint_preprocessing(classifier).input_size
+    return {"onnx": export_onnx(model.eval(), input_size), "method": method}
+
+
+def _percent(share: float) -> str:
+    return f"{round(share * 100):d}"
+
+
+def _fine_tune_batches(
+    classifier: dict[str, Any],
+    splits: pd.DataFrame,
+    image_store: ImageSource,
+    params: dict[str, Any],
+    seed: int,
+) -> Batches:
+    """A seeded sample of training images with their class indices, decoded afresh each epoch."""
+    chosen = sample_split(splits, "train", params["fine_tune_images"], seed)
+    label_of = splits.set_index("sha256")["label"]
+    index_of = {label: index for index, label in enumerate(classifier["labels"])}
+    targets = torch.tensor([index_of[label_of[sha256]] for sha256 in chosen])
+    batch_size = params["fine_tune_batch_size"]
+    preprocessing = checkpoint_preprocessing(classifier)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        images = image_batches(image_store, chosen, preprocessing, batch_size)
+        for start, batch in zip(range(0, len(chosen), batch_size), images, strict=True):
+            yield torch.from_numpy(batch), targets[start : start + batch_size]
+
+    return batches
 
 
 def _batches(

@@ -1,8 +1,12 @@
-"""Package stage: build the model package, then register it as a new MLflow model version."""
+"""Package stage: build the model package, register it as the challenger, gate its promotion."""
 
 from kedro.pipeline import Pipeline, node
 
-from prodcls_pipeline.pipelines.package.nodes import build_model_package, register_model
+from prodcls_pipeline.pipelines.package.nodes import (
+    build_model_package,
+    gate_promotion,
+    register_model,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,12 +15,11 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 build_model_package,
                 inputs=[
-                    "onnx_fp32",
-                    "onnx_int8",
+                    "onnx_models",
+                    "compression_report",
                     "classifier",
                     "metrics",
                     "classification_report",
-                    "compression_report",
                     "validated_manifest",
                     "validated_manifest_file",
                     "validation_report",
@@ -28,9 +31,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 register_model,
-                inputs=["model_package", "mlflow_run", "params:package"],
+                inputs=["model_package", "mlflow_run", "splits", "image_store", "params:package"],
                 outputs="registration",
                 name="register_model",
+            ),
+            node(
+                gate_promotion,
+                inputs=["registration", "splits", "image_store", "params:package"],
+                outputs=["promotion", "promotion_markdown"],
+                name="gate_promotion",
             ),
         ]
     )

@@ -1,0 +1,128 @@
+"""Short fine-tunes after compression: recovery of a pruned model, and knowledge distillation.
+
+One loop serves both. Without a teacher it is plain cross-entropy on the labels (recovery); with
+one the student also matches the teacher's softened outputs (Hinton et al., 2015):
+    alpha * T² * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(labels).
+"""
+
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from tqdm.auto import tqdm
+
+from prodcls_pipeline.pruning import zero_masks
+
+Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def fine_tune_student(
+    student: nn.Module,
+    batches: Batches,
+    *,
+    trainable: Callable[[str], bool],
+    epochs: int,
+    learning_rate: float,
+    seed: int,
+    teacher: nn.Module | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
+    keep_zeros: bool = False,
+    description: str = "fine-tune",
+) -> nn.Module:
+    """Train the parameters of `student` that `trainable(name)` selects, in place; returns it in
+    eval mode. `batches()` yields (images, class indices) afresh for each epoch. Modules with no
+    trainable parameter stay in eval mode, so a frozen backbone's batch-norm statistics do not
+    drift; with `keep_zeros` weights that are zero now (unstructured pruning) stay zero."""
+    torch.manual_seed(seed)
+    parameters = _select(student, trainable)
+    if not parameters:
+        raise ValueError("No parameter of the student is trainable: nothing to fine-tune")
+    masks = zero_masks(student) if keep_zeros else {}
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    if teacher is not None:
+        teacher.eval()
+    for epoch in range(epochs):
+        _train_mode(student, trainable)
+        progress = tqdm(batches(), desc=f"{description} {epoch + 1}/{epochs}", unit="batch")
+        for images, targets in progress:
+            logits = student(images)
+            loss = F.cross_entropy(logits, targets)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft_targets = teacher(images)
+                loss = (
+                    alpha * distillation_loss(logits, soft_targets, temperature)
+                    + (1.0 - alpha) * loss
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            _apply_masks(student, masks)
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+    return student.eval()
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, batches: Batches) -> nn.Module:
+    """Re-estimate every batch-norm layer's running statistics on `batches()`, in place.
+
+    Pruning changes what reaches each normalisation layer, so the statistics learnt before are
+    stale; one pass of forward-only inference fixes most of the damage (AdaBN), and costs no
+    training. Returns the model in eval mode.
+    """
+    norms = [module for module in model.modules() if isinstance(module, _BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the whole pass
+        norm.train()
+    for images, _ in tqdm(batches(), desc="recalibrate batch norm", unit="batch"):
+        model(images)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    return model.eval()
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T² · KL(teacher ‖ student) on logits softened by T: gradients keep their scale across T."""
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=1),
+            F.log_softmax(teacher_logits / temperature, dim=1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+
+
+def _select(model: nn.Module, trainable: Callable[[str], bool]) -> list[nn.Parameter]:
+    selected = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(trainable(name))
+        if parameter.requires_grad:
+            selected.append(parameter)
+    return selected
+
+
+def _train_mode(model: nn.Module, trainable: Callable[[str], bool]) -> None:
+    model.eval()
+    for name, module in model.named_modules():
+        own = [f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)]
+        if own and all(trainable(parameter) for parameter in own):
+            module.train()
+
+
+@torch.no_grad()
+def _apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    if not masks:
+        return
+    parameters = dict(model.named_parameters())
+    for name, mask in masks.items():
+        parameters[name].mul_(mask)

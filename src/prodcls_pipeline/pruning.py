@@ -1,0 +1,111 @@
+"""Magnitude pruning of a trained classifier, on copies: the model passed in is never changed.
+
+- Unstructured: the globally smallest conv/linear weights become zeros. The layers keep their
+  shapes, so files and dense kernels stay as large and as fast; what it measures is how much of
+  the network is redundant.
+- Channel-structured: the least important expansion channels of every inverted-residual block
+  (EfficientNet / MobileNetV2 family) are cut out, so every layer that touches them really
+  shrinks and the exported model is smaller and faster.
+"""
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+PRUNABLE = (nn.Conv2d, nn.Linear)
+# Kept channel counts are multiples of this: vectorised CPU kernels work in such blocks.
+CHANNEL_MULTIPLE = 8
+_BLOCK_PARTS = ("conv_pw", "bn1", "conv_dw", "bn2", "conv_pwl")
+
+
+def prune_unstructured(model: nn.Module, sparsity: float) -> nn.Module:
+    """A copy of `model` with the `sparsity` share of its conv/linear weights (smallest |w|
+    over the whole network) set to zero for good."""
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"Unstructured sparsity must be in [0, 1), not {sparsity}")
+    pruned = copy.deepcopy(model)
+    weights = [(module, "weight") for module in pruned.modules() if isinstance(module, PRUNABLE)]
+    if not weights:
+        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear weight to prune")
+    prune.global_unstructured(weights, pruning_method=prune.L1Unstructured, amount=sparsity)
+    for module, name in weights:
+        prune.remove(module, name)
+    return pruned
+
+
+def weight_sparsity(model: nn.Module) -> float:
+    """The share of conv/linear weights that are exactly zero."""
+    weights = [m.weight for m in model.modules() if isinstance(m, PRUNABLE)]
+    total = sum(weight.numel() for weight in weights)
+    return sum(int((weight == 0).sum()) for weight in weights) / total
+
+
+def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{parameter name: mask of its non-zero entries} of every conv/linear weight."""
+    return {
+        f"{name}.weight" if name else "weight": (module.weight != 0)
+        for name, module in model.named_modules()
+        if isinstance(module, PRUNABLE)
+    }
+
+
+def prune_channels(model: nn.Module, fraction: float) -> nn.Module:
+    """A copy of `model` with `fraction` of the expansion channels of every inverted-residual
+    block removed: those whose output matters least, |bn2 gamma| × the L1 norm of the weights
+    that project them out (conv_pwl)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"Channel fraction must be in [0, 1), not {fraction}")
+    pruned = copy.deepcopy(model)
+    blocks = [module for module in pruned.modules() if _is_inverted_residual(module)]
+    if not blocks:
+        raise ValueError(
+            f"Channel pruning needs inverted-residual blocks ({', '.join(_BLOCK_PARTS)} without "
+            f"squeeze-excitation), as in timm's EfficientNet-Lite and MobileNetV2; "
+            f"{type(model).__name__} has none. Use unstructured pruning instead."
+        )
+    for block in blocks:
+        _shrink_block(block, _kept_count(block.conv_pw.out_channels, fraction))
+    return pruned
+
+
+def _is_inverted_residual(module: nn.Module) -> bool:
+    return (
+        all(hasattr(module, part) for part in _BLOCK_PARTS)
+        and isinstance(getattr(module, "se", nn.Identity()), nn.Identity)
+        and module.conv_dw.groups == module.conv_dw.in_channels == module.conv_pw.out_channels
+    )
+
+
+def _kept_count(channels: int, fraction: float) -> int:
+    kept = round(channels * (1.0 - fraction) / CHANNEL_MULTIPLE) * CHANNEL_MULTIPLE
+    return min(channels, max(CHANNEL_MULTIPLE, kept))
+
+
+@torch.no_grad()
+def _shrink_block(block: nn.Module, kept: int) -> None:
+    importance = block.bn2.weight.abs() * block.conv_pwl.weight.abs().sum(dim=(0, 2, 3))
+    keep = importance.topk(kept).indices.sort().values
+    _keep_outputs(block.conv_pw, keep)
+    _keep_features(block.bn1, keep)
+    _keep_outputs(block.conv_dw, keep)
+    block.conv_dw.in_channels = block.conv_dw.groups = kept
+    _keep_features(block.bn2, keep)
+    block.conv_pwl.weight = nn.Parameter(block.conv_pwl.weight[:, keep].clone())
+    block.conv_pwl.in_channels = kept
+
+
+def _keep_outputs(conv: nn.Conv2d, keep: torch.Tensor) -> None:
+    conv.weight = nn.Parameter(conv.weight[keep].clone())
+    if conv.bias is not None:
+        conv.bias = nn.Parameter(conv.bias[keep].clone())
+    conv.out_channels = len(keep)
+
+
+def _keep_features(norm: nn.BatchNorm2d, keep: torch.Tensor) -> None:
+    norm.weight = nn.Parameter(norm.weight[keep].clone())
+    norm.bias = nn.Parameter(norm.bias[keep].clone())
+    norm.running_mean = norm.running_mean[keep].clone()
+    norm.running_var = norm.running_var[keep].clone()
+    norm.num_features = len(keep)
