@@ -36,7 +36,7 @@ COPIED = [
 ]
 E2E_ROBUSTNESS_IMAGES = 16
 E2E_FINE_TUNE_IMAGES = 64
-VARIANTS = {"fp32", "int8", "unstructured-50", "channels-25", "distilled-channels-50"}
+VARIANTS = {"fp32", "int8", "unstructured-30", "channels-25", "distilled-channels-50"}
 STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package"]
 
 
