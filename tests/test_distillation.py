@@ -1,15 +1,17 @@
 """The post-compression fine-tune: recovery keeps pruned zeros, distillation moves the student
 towards its teacher, the frozen parts stay frozen, and a seed fixes the result."""
 
+import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from prodcls_pipeline.distillation import (
     distillation_loss,
     fine_tune_student,
     recalibrate_batch_norm,
 )
-from prodcls_pipeline.pruning import prune_unstructured, weight_sparsity
+from prodcls_pipeline.pruning import prune_unstructured, zero_masks
 
 FEATURES, CLASSES = 6, 3
 
@@ -38,55 +40,89 @@ def kl_to(teacher: nn.Module, student: nn.Module) -> float:
         return float(distillation_loss(student.eval()(inputs), teacher.eval()(inputs), 2.0))
 
 
+def test_distillation_loss_is_t_squared_times_the_kl_of_softened_outputs() -> None:
+    student, teacher = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))
+    p, q = (teacher / 3).softmax(1), (student / 3).softmax(1)
+    expected = 9 * (p * (p / q).log()).sum(1).mean()
+
+    torch.testing.assert_close(distillation_loss(student, teacher, 3.0), expected)
+    assert float(distillation_loss(teacher, teacher, 3.0)) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_distillation_moves_the_student_towards_the_teacher() -> None:
-    teacher, student = model(1).eval(), model(2)
+    teacher, student = model(1), model(2)
+    taught = {k: v.clone() for k, v in teacher.state_dict().items()}
     before = kl_to(teacher, student)
+    teacher.train()
     fine_tune_student(
         student,
         batches(),
         teacher=teacher,
         trainable=lambda name: True,
-        epochs=30,
+        epochs=10,
         learning_rate=0.01,
         seed=0,
         temperature=2.0,
         alpha=1.0,
     )
+    # The teacher only answers: in eval mode (its batch-norm statistics unchanged), no grads.
+    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in taught.items())
+    assert all(parameter.grad is None for parameter in teacher.parameters())
     assert kl_to(teacher, student) < 0.5 * before
 
 
-def test_recovery_keeps_pruned_weights_at_zero_and_frozen_parts_fixed() -> None:
+def test_recovery_keeps_pruned_weights_at_zero() -> None:
     pruned = prune_unstructured(model(3), 0.5)
-    frozen = {k: v.clone() for k, v in pruned.state_dict().items() if not k.startswith("3.")}
+    masks = zero_masks(pruned)
+    before = {name: tensor.clone() for name, tensor in pruned.state_dict().items()}
     fine_tune_student(
         pruned,
         batches(),
-        trainable=lambda name: name.startswith("3."),
+        trainable=lambda name: True,
         epochs=3,
         learning_rate=0.05,
         seed=0,
         keep_zeros=True,
     )
-    assert weight_sparsity(pruned) >= 0.5
-    # Parameters and batch-norm statistics of the frozen layers are untouched.
-    assert all(torch.equal(pruned.state_dict()[k], v) for k, v in frozen.items())
+    after = pruned.state_dict()
+    for name, mask in masks.items():
+        assert torch.equal(after[name] != 0, mask), name
+        assert not torch.equal(after[name], before[name]), f"{name} did not train"
 
 
-def test_the_same_seed_gives_the_same_weights() -> None:
-    def tuned() -> dict[str, torch.Tensor]:
+def test_frozen_parameters_and_batch_norm_statistics_stay_fixed() -> None:
+    network = model(4)
+    frozen = {k: v.clone() for k, v in network.state_dict().items() if not k.startswith("3.")}
+    fine_tune_student(
+        network,
+        batches(),
+        trainable=lambda name: name.startswith("3."),
+        epochs=2,
+        learning_rate=0.05,
+        seed=0,
+    )
+    assert all(torch.equal(network.state_dict()[k], v) for k, v in frozen.items())
+    assert not network.training
+
+
+def test_the_seed_fixes_the_shuffled_order_and_so_the_weights() -> None:
+    loader = DataLoader(TensorDataset(*problem()), batch_size=8, shuffle=True)
+
+    def tuned(seed: int) -> dict[str, torch.Tensor]:
         student = fine_tune_student(
-            model(4),
-            batches(),
-            teacher=model(5),
+            model(5),
+            lambda: loader,
+            teacher=model(6),
             trainable=lambda name: True,
             epochs=2,
             learning_rate=0.01,
-            seed=7,
+            seed=seed,
         )
         return student.state_dict()
 
-    first, second = tuned(), tuned()
+    first, second, other = tuned(7), tuned(7), tuned(8)
     assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
 def test_batch_norm_recalibration_measures_the_data_it_is_given() -> None:
@@ -99,3 +135,11 @@ def test_batch_norm_recalibration_measures_the_data_it_is_given() -> None:
         hidden = network[0](inputs)
     torch.testing.assert_close(network[1].running_mean, hidden.mean(dim=0))
     assert network[1].momentum == 0.3 and not network.training
+
+
+def test_a_weight_outside_0_to_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        fine_tune_student(
+            model(7), batches(), trainable=lambda name: True, epochs=1, learning_rate=0.01,
+            seed=0, teacher=model(8), alpha=1.5,
+        )  # fmt: skip

@@ -1,5 +1,7 @@
 """Pruning on copies: the sparsity asked for, really smaller layers, the same interface."""
 
+import copy
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -18,6 +20,8 @@ from prodcls_pipeline.pruning import (
 
 CLASSES = 5
 SIZE = 64
+# Expansion channels of Lite0's inverted-residual blocks, stage by stage.
+LITE0_EXPANSIONS = [96, 144, 144, 240, 240, 480, 480, 480, 672, 672, 672, 1152, 1152, 1152, 1152]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +40,14 @@ def parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def test_unstructured_pruning_reaches_the_sparsity_on_a_copy(classifier: ProductClassifier) -> None:
-    before = {name: tensor.clone() for name, tensor in classifier.state_dict().items()}
+def expansions(model: nn.Module) -> list[int]:
+    return [m.conv_pw.out_channels for m in model.modules() if hasattr(m, "conv_pwl")]
+
+
+def test_unstructured_pruning_zeroes_the_globally_smallest_weights_of_a_copy(
+    classifier: ProductClassifier,
+) -> None:
+    before = copy.deepcopy(classifier.state_dict())
     pruned = prune_unstructured(classifier, 0.5)
 
     assert weight_sparsity(pruned) == pytest.approx(0.5, abs=0.01)
@@ -45,28 +55,49 @@ def test_unstructured_pruning_reaches_the_sparsity_on_a_copy(classifier: Product
     assert all(torch.equal(before[k], v) for k, v in classifier.state_dict().items())
     assert parameters(pruned) == parameters(classifier)
     masks = zero_masks(pruned)
-    kept = sum(int(mask.sum()) for mask in masks.values())
-    assert kept / sum(mask.numel() for mask in masks.values()) == pytest.approx(0.5, abs=0.01)
     assert torch.equal(masks["head.weight"], pruned.head.weight != 0)
+    # One threshold for the whole network, not one per layer.
+    magnitudes = torch.cat([before[name].abs().flatten() for name in masks])
+    kept = torch.cat([mask.flatten() for mask in masks.values()])
+    assert magnitudes[~kept].max() <= magnitudes[kept].min()
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         prune_unstructured(classifier, 1.0)
 
 
-def test_channel_pruning_shrinks_every_block_and_still_exports(
+def test_channel_pruning_cuts_the_weakest_channels_and_still_exports(
     classifier: ProductClassifier, images: torch.Tensor
 ) -> None:
-    pruned = prune_channels(classifier, 0.5).eval()
+    # Silence the odd channels of every block: pruning half must remove exactly those, and
+    # then the outputs cannot change. A frozen backbone must stay frozen.
+    silenced = copy.deepcopy(classifier).eval()
+    silenced.backbone.requires_grad_(False)
+    for block in silenced.modules():
+        if hasattr(block, "conv_pwl"):
+            block.bn2.weight.data[1::2] = 0.0
+            block.bn2.bias.data[1::2] = 0.0
+    pruned = prune_channels(silenced, 0.5).eval()
 
-    assert parameters(pruned) < 0.8 * parameters(classifier)
-    first = pruned.backbone.blocks[1][0]
-    assert first.conv_pw.out_channels == first.conv_dw.groups == first.conv_pwl.in_channels == 48
-    assert first.bn1.num_features == first.bn2.num_features == 48
+    assert expansions(silenced) == LITE0_EXPANSIONS
+    assert expansions(pruned) == [channels // 2 for channels in LITE0_EXPANSIONS]
+    assert parameters(pruned) < 0.6 * parameters(silenced)
+    assert not any(parameter.requires_grad for parameter in pruned.backbone.parameters())
+    block = pruned.backbone.blocks[1][0]
+    assert block.conv_dw.groups == block.conv_dw.in_channels == block.conv_pwl.in_channels == 48
+    assert block.bn1.num_features == block.bn2.running_var.numel() == 48
     with torch.no_grad():
-        assert pruned(images).shape == (2, CLASSES)
+        expected = silenced(images)
+        torch.testing.assert_close(pruned(images), expected, rtol=1e-4, atol=1e-4)
     session = ort.InferenceSession(export_onnx(pruned, SIZE), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"images": images.numpy()})
-    with torch.no_grad():
-        np.testing.assert_allclose(logits, pruned(images).numpy(), atol=1e-4)
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_channel_counts_round_to_multiples_of_8(classifier: ProductClassifier) -> None:
+    pruned = prune_channels(classifier, 0.25)
+    # 0.75 × 144 = 108 → 112; 0.75 × 240 = 180 → 176 (half to even).
+    assert expansions(pruned)[:5] == [72, 112, 112, 176, 176]
+    assert all(channels % 8 == 0 for channels in expansions(prune_channels(classifier, 0.99)))
+    assert expansions(classifier) == LITE0_EXPANSIONS
 
 
 def test_channel_fraction_zero_changes_nothing(

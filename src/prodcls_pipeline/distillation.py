@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
+from prodcls_pipeline.optim import build_optimizer
 from prodcls_pipeline.pruning import zero_masks
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -33,15 +34,29 @@ def fine_tune_student(
     description: str = "fine-tune",
 ) -> nn.Module:
     """Train the parameters of `student` that `trainable(name)` selects, in place; returns it in
-    eval mode. `batches()` yields (images, class indices) afresh for each epoch. Modules with no
-    trainable parameter stay in eval mode, so a frozen backbone's batch-norm statistics do not
-    drift; with `keep_zeros` weights that are zero now (unstructured pruning) stay zero."""
+    eval mode. `batches()` yields (images, class indices) afresh for each epoch; `seed` fixes
+    the global torch RNG, so a loader that shuffles with it draws the same order every run.
+
+    Only modules whose own parameters all train are put in training mode: a frozen backbone's
+    batch-norm statistics do not drift, and parameter-less dropout / drop-path stay off, as a
+    short fine-tune of a trained model needs no extra noise. With `keep_zeros`, weights that
+    are zero now (unstructured pruning) are zeroed again after every step.
+    """
+    if not 0.0 <= alpha <= 1.0 or temperature <= 0:
+        raise ValueError(f"Need 0 <= alpha <= 1 and temperature > 0, not {alpha}, {temperature}")
     torch.manual_seed(seed)
     parameters = _select(student, trainable)
     if not parameters:
         raise ValueError("No parameter of the student is trainable: nothing to fine-tune")
     masks = zero_masks(student) if keep_zeros else {}
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    # No weight decay: a few epochs from trained weights, not a regularised run from scratch.
+    optimizer = build_optimizer(
+        [{"params": parameters, "lr": learning_rate}],
+        "adamw",
+        weight_decay=0.0,
+        momentum=0.0,
+        nesterov=False,
+    )
     if teacher is not None:
         teacher.eval()
     for epoch in range(epochs):

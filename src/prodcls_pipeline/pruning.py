@@ -4,7 +4,7 @@
   shapes, so files and dense kernels stay as large and as fast; what it measures is how much of
   the network is redundant.
 - Channel-structured: the least important expansion channels of every inverted-residual block
-  (EfficientNet / MobileNetV2 family) are cut out, so every layer that touches them really
+  (EfficientNet-Lite / MobileNetV2 family) are cut out, so every layer that touches them really
   shrinks and the exported model is smaller and faster.
 """
 
@@ -17,7 +17,13 @@ from torch.nn.utils import prune
 PRUNABLE = (nn.Conv2d, nn.Linear)
 # Kept channel counts are multiples of this: vectorised CPU kernels work in such blocks.
 CHANNEL_MULTIPLE = 8
-_BLOCK_PARTS = ("conv_pw", "bn1", "conv_dw", "bn2", "conv_pwl")
+_BLOCK_PARTS = {
+    "conv_pw": nn.Conv2d,
+    "bn1": nn.BatchNorm2d,
+    "conv_dw": nn.Conv2d,
+    "bn2": nn.BatchNorm2d,
+    "conv_pwl": nn.Conv2d,
+}
 
 
 def prune_unstructured(model: nn.Module, sparsity: float) -> nn.Module:
@@ -43,7 +49,8 @@ def weight_sparsity(model: nn.Module) -> float:
 
 
 def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """{parameter name: mask of its non-zero entries} of every conv/linear weight."""
+    """{parameter name: mask of its non-zero entries} of every conv/linear weight: what a
+    fine-tune must multiply back in to keep unstructured-pruned weights at zero."""
     return {
         f"{name}.weight" if name else "weight": (module.weight != 0)
         for name, module in model.named_modules()
@@ -53,8 +60,13 @@ def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def prune_channels(model: nn.Module, fraction: float) -> nn.Module:
     """A copy of `model` with `fraction` of the expansion channels of every inverted-residual
-    block removed: those whose output matters least, |bn2 gamma| × the L1 norm of the weights
-    that project them out (conv_pwl)."""
+    block removed (rounded to keep a multiple of 8, at least 8).
+
+    A channel's importance is |bn2 gamma| × the L1 norm of its conv_pwl column: the scale it
+    leaves the depthwise stage with times how much of it reaches the block's output. The input
+    side (|bn1 gamma| × the conv_pw filter) says less: bn1 and then bn2 each divide out the
+    scale of what precedes them, so neither factor survives to the output.
+    """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"Channel fraction must be in [0, 1), not {fraction}")
     pruned = copy.deepcopy(model)
@@ -72,7 +84,7 @@ def prune_channels(model: nn.Module, fraction: float) -> nn.Module:
 
 def _is_inverted_residual(module: nn.Module) -> bool:
     return (
-        all(hasattr(module, part) for part in _BLOCK_PARTS)
+        all(isinstance(getattr(module, part, None), kind) for part, kind in _BLOCK_PARTS.items())
         and isinstance(getattr(module, "se", nn.Identity()), nn.Identity)
         and module.conv_dw.groups == module.conv_dw.in_channels == module.conv_pw.out_channels
     )
@@ -86,26 +98,32 @@ def _kept_count(channels: int, fraction: float) -> int:
 @torch.no_grad()
 def _shrink_block(block: nn.Module, kept: int) -> None:
     importance = block.bn2.weight.abs() * block.conv_pwl.weight.abs().sum(dim=(0, 2, 3))
+    # In their original order, so that fraction 0 gives back the very same block.
     keep = importance.topk(kept).indices.sort().values
     _keep_outputs(block.conv_pw, keep)
     _keep_features(block.bn1, keep)
     _keep_outputs(block.conv_dw, keep)
     block.conv_dw.in_channels = block.conv_dw.groups = kept
     _keep_features(block.bn2, keep)
-    block.conv_pwl.weight = nn.Parameter(block.conv_pwl.weight[:, keep].clone())
+    block.conv_pwl.weight = _sliced(block.conv_pwl.weight, block.conv_pwl.weight[:, keep])
     block.conv_pwl.in_channels = kept
 
 
 def _keep_outputs(conv: nn.Conv2d, keep: torch.Tensor) -> None:
-    conv.weight = nn.Parameter(conv.weight[keep].clone())
+    conv.weight = _sliced(conv.weight, conv.weight[keep])
     if conv.bias is not None:
-        conv.bias = nn.Parameter(conv.bias[keep].clone())
+        conv.bias = _sliced(conv.bias, conv.bias[keep])
     conv.out_channels = len(keep)
 
 
 def _keep_features(norm: nn.BatchNorm2d, keep: torch.Tensor) -> None:
-    norm.weight = nn.Parameter(norm.weight[keep].clone())
-    norm.bias = nn.Parameter(norm.bias[keep].clone())
-    norm.running_mean = norm.running_mean[keep].clone()
-    norm.running_var = norm.running_var[keep].clone()
+    norm.weight = _sliced(norm.weight, norm.weight[keep])
+    norm.bias = _sliced(norm.bias, norm.bias[keep])
+    norm.running_mean = norm.running_mean[keep]
+    norm.running_var = norm.running_var[keep]
     norm.num_features = len(keep)
+
+
+def _sliced(parameter: nn.Parameter, values: torch.Tensor) -> nn.Parameter:
+    """Index selection copies already; a frozen parameter must stay frozen."""
+    return nn.Parameter(values, requires_grad=parameter.requires_grad)
