@@ -6,13 +6,16 @@ keys are merged into params.yaml. Each benchmark script prints a table and write
 benchmarks/results/<benchmark>.json.
 """
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = REPO / "benchmarks" / "configs"
 RESULTS_DIR = REPO / "benchmarks" / "results"
+DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "grocery-store"
+COMPACT_COPY_NOTE = "compact .webp copy, lossy-recompressed"
 PARAMS_FILE = "params.yaml"
 DESCRIPTION_KEY = "description"
 
@@ -221,6 +226,51 @@ class BenchmarkProject:
                 f"{' '.join(command)} exited with {result.returncode}; full log: {log}\n"
                 + log.read_text()[-LOG_TAIL_CHARS:]
             )
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--dataset` and `--keep`, the options every benchmark on a dataset takes."""
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=DEFAULT_DATASET,
+        help="Grocery Store layout dataset (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp project copy and logs for inspection"
+    )
+
+
+def dataset_folder(path: Path) -> Path:
+    """`path` resolved; a path that is not a folder is a configuration error."""
+    dataset = path.resolve()
+    if not dataset.is_dir():
+        raise ConfigurationError(f"dataset {dataset} is not a folder")
+    return dataset
+
+
+def dataset_label(dataset: Path) -> str:
+    """The dataset's folder name, saying so when it is the compact (lossy .webp) copy."""
+    if next(dataset.rglob("*.webp"), None) is not None:
+        return f"{dataset.name} ({COMPACT_COPY_NOTE})"
+    return dataset.name
+
+
+@contextmanager
+def project_with_dataset(dataset: Path, keep: bool) -> Iterator[BenchmarkProject]:
+    """A throw-away project copy with the whole of `dataset` as its one drop; deleted on exit
+    unless `keep`, in which case its folder is printed."""
+    workdir = Path(tempfile.mkdtemp(prefix="prodcls-benchmark-"))
+    print(f"Dataset {dataset} ({dataset_label(dataset)}); project copy in {workdir}")
+    try:
+        project = BenchmarkProject.create(workdir)
+        project.add_drop(dataset, prefix=dataset.name)
+        yield project
+    finally:
+        if keep:
+            print(f"Kept the project copy and logs in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _pipeline_environment() -> dict[str, str]:

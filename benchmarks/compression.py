@@ -10,24 +10,23 @@ batch-1 latency, test top-1 and macro-F1, and the top-1 change against fp32.
 """
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from common import (
-    BenchmarkProject,
     ConfigurationError,
     StageFailed,
+    add_dataset_arguments,
+    dataset_folder,
+    dataset_label,
     format_table,
     load_configurations,
+    project_with_dataset,
     read_params,
     write_results,
 )
-from grocery_accuracy import DEFAULT_DATASET, dataset_label
 
 BENCHMARK = "compression"
 FIELDS = (
@@ -71,15 +70,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="a configuration from benchmarks/configs (default: params.yaml unchanged)",
     )
-    parser.add_argument(
-        "--dataset",
-        type=Path,
-        default=DEFAULT_DATASET,
-        help="Grocery Store layout dataset (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the temp project copy and logs for inspection"
-    )
+    add_dataset_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -87,38 +78,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     params = read_params()
     config = DEFAULT_CONFIG
-    if args.config:
-        try:
+    try:
+        if args.config:
             [configuration] = load_configurations([args.config], params)
-        except ConfigurationError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        params, config = configuration.params(params), configuration.name
-    dataset = args.dataset.resolve()
-    if not dataset.is_dir():
-        print(f"error: dataset {dataset} is not a folder", file=sys.stderr)
+            params, config = configuration.params(params), configuration.name
+        dataset = dataset_folder(args.dataset)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     label = dataset_label(dataset)
-    workdir = Path(tempfile.mkdtemp(prefix="prodcls-benchmark-"))
-    print(f"Dataset {dataset} ({label}); project copy in {workdir}")
     try:
-        project = BenchmarkProject.create(workdir)
-        project.add_drop(dataset, prefix=dataset.name)
-        project.write_params(params)
-        started = time.perf_counter()
-        project.repro("evaluate", "evaluate")
-        print(f"ingest → … → evaluate: {time.perf_counter() - started:.0f} s")
-        compress_seconds = project.repro("compress", "compress", force=True)
-        print(f"compress: {compress_seconds:.0f} s")
-        report = project.read_json(REPORT_FILE)
+        with project_with_dataset(dataset, args.keep) as project:
+            project.write_params(params)
+            started = time.perf_counter()
+            project.repro("evaluate", "evaluate")
+            print(f"ingest → … → evaluate: {time.perf_counter() - started:.0f} s")
+            compress_seconds = project.repro("compress", "compress", force=True)
+            print(f"compress: {compress_seconds:.0f} s")
+            report = project.read_json(REPORT_FILE)
     except StageFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    finally:
-        if args.keep:
-            print(f"Kept the project copy and logs in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     rows = report_rows(report, config, label)
     print(
         f"\nCompressed variants, {report['test_images']} test images ({label}), "

@@ -10,30 +10,29 @@ with the train stage's caches cleared, so its train_seconds is what a first `dvc
 """
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from common import (
-    REPO,
     BenchmarkProject,
     Configuration,
     ConfigurationError,
     StageFailed,
+    add_dataset_arguments,
+    dataset_folder,
+    dataset_label,
     device_name,
     format_table,
     load_configurations,
+    project_with_dataset,
     read_params,
     write_results,
 )
 from tqdm import tqdm
 
 BENCHMARK = "grocery_accuracy"
-DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "grocery-store"
 # `full` is left out by default: hours of fine-tuning on CPU.
 DEFAULT_CONFIGS = ("head", "head-noaug", "partial", "partial-adv")
 FIELDS = (
@@ -50,7 +49,6 @@ FIELDS = (
 )
 RESULT_KEY = ("config", "dataset")
 METRICS_FILE = "data/08_reporting/metrics.json"
-COMPACT_COPY_NOTE = "compact .webp copy, lossy-recompressed"
 
 
 def result_row(
@@ -74,13 +72,6 @@ def result_row(
         "device": device,
         "dataset": dataset,
     }
-
-
-def dataset_label(dataset: Path) -> str:
-    """The dataset's folder name, saying so when it is the compact (lossy .webp) copy."""
-    if next(dataset.rglob("*.webp"), None) is not None:
-        return f"{dataset.name} ({COMPACT_COPY_NOTE})"
-    return dataset.name
 
 
 def run_configurations(
@@ -122,15 +113,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(DEFAULT_CONFIGS),
         help="comma-separated names from benchmarks/configs (default: %(default)s)",
     )
-    parser.add_argument(
-        "--dataset",
-        type=Path,
-        default=DEFAULT_DATASET,
-        help="Grocery Store layout dataset (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the temp project copy and logs for inspection"
-    )
+    add_dataset_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -139,31 +122,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_params = read_params()
     try:
         configurations = load_configurations(args.configs.split(","), base_params)
+        dataset = dataset_folder(args.dataset)
     except ConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    dataset = args.dataset.resolve()
-    if not dataset.is_dir():
-        print(f"error: dataset {dataset} is not a folder", file=sys.stderr)
-        return 2
     label = dataset_label(dataset)
-    workdir = Path(tempfile.mkdtemp(prefix="prodcls-benchmark-"))
-    print(f"Dataset {dataset} ({label}); project copy in {workdir}")
     try:
-        project = BenchmarkProject.create(workdir)
-        project.add_drop(dataset, prefix=dataset.name)
-        started = time.perf_counter()
-        project.repro("augment", "prepare")
-        print(f"ingest → validate → split → augment: {time.perf_counter() - started:.0f} s")
-        rows, failures = run_configurations(project, configurations, base_params, label)
+        with project_with_dataset(dataset, args.keep) as project:
+            started = time.perf_counter()
+            project.repro("augment", "prepare")
+            print(f"ingest → validate → split → augment: {time.perf_counter() - started:.0f} s")
+            rows, failures = run_configurations(project, configurations, base_params, label)
     except StageFailed as error:
         print(f"error: preparing the dataset failed: {error}", file=sys.stderr)
         return 1
-    finally:
-        if args.keep:
-            print(f"Kept the project copy and logs in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nGrocery Store accuracy, test split ({label})")
     print(format_table(rows, FIELDS))
     if rows:

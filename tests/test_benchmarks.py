@@ -145,9 +145,9 @@ def test_compression_rows_follow_the_schema_and_mark_the_deployed_variant() -> N
 def test_compact_webp_copy_is_named_as_such(tmp_path: Path) -> None:
     (tmp_path / "grocery-store-gpu" / "train").mkdir(parents=True)
     (tmp_path / "grocery-store-gpu" / "train" / "a.webp").write_bytes(b"")
-    assert "compact .webp copy" in grocery_accuracy.dataset_label(tmp_path / "grocery-store-gpu")
+    assert "compact .webp copy" in common.dataset_label(tmp_path / "grocery-store-gpu")
     (tmp_path / "jpegs").mkdir()
-    assert grocery_accuracy.dataset_label(tmp_path / "jpegs") == "jpegs"
+    assert common.dataset_label(tmp_path / "jpegs") == "jpegs"
 
 
 def row(config: str, dataset: str, top1: float) -> dict:

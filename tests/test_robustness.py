@@ -7,10 +7,11 @@ from PIL import Image
 from torch import nn
 
 from prodcls_pipeline.backbones import Preprocessing
+from prodcls_pipeline.inference import labelled_batches
 from prodcls_pipeline.robustness import (
+    BATCH_SIZE,
     AttackBudget,
     corruptions,
-    labelled_batches,
     robustness_scores,
     to_normalised,
     to_pixels,
@@ -41,7 +42,7 @@ class TwoColourStore:
     def batches(self) -> list[tuple[np.ndarray, np.ndarray]]:
         sha256s = list(self.images)
         labels = [self.labels[sha256] for sha256 in sha256s]
-        return list(labelled_batches(self, sha256s, labels, PREPROCESSING))
+        return list(labelled_batches(self, sha256s, labels, PREPROCESSING, BATCH_SIZE))
 
 
 def trained_toy_model(store: TwoColourStore) -> nn.Module:

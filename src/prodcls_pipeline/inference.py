@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import torch
 from PIL import Image
 from torch import nn
@@ -75,6 +76,28 @@ def image_batches(
             chunk = sha256s[start : start + batch_size]
             yield np.stack([transform(store.open(sha256)).numpy() for sha256 in chunk])
             progress.update(len(chunk))
+
+
+def labelled_batches(
+    store: ImageSource,
+    sha256s: Sequence[str],
+    label_indices: Sequence[int],
+    preprocessing: Preprocessing,
+    batch_size: int,
+    description: str | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Normalised image batches of the given images, each with its class indices."""
+    indices = np.asarray(label_indices, dtype=np.int64)
+    batches = image_batches(store, sha256s, preprocessing, batch_size, description)
+    for start, batch in zip(range(0, len(indices), batch_size), batches, strict=True):
+        yield batch, indices[start : start + len(batch)]
+
+
+def class_indices(splits: pd.DataFrame, sha256s: Sequence[str], labels: Sequence[str]) -> list[int]:
+    """The index in `labels` of each image's label, as `splits` gives it."""
+    label_of = splits.drop_duplicates("sha256").set_index("sha256")["label"]
+    index_of = {label: index for index, label in enumerate(labels)}
+    return [index_of[label_of[sha256]] for sha256 in sha256s]
 
 
 def predict_top1(

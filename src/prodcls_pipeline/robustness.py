@@ -6,7 +6,7 @@ Corruptions act on the model-resolution pixels (after resize and centre crop, va
 
 import io
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -18,7 +18,6 @@ from torchvision.transforms.v2 import functional
 
 from prodcls_pipeline.adversarial import fgsm, pgd
 from prodcls_pipeline.backbones import Preprocessing
-from prodcls_pipeline.inference import ImageSource, image_batches
 
 Corruption = Callable[[torch.Tensor], torch.Tensor]
 
@@ -86,20 +85,6 @@ def corruptions(settings: Mapping[str, float], seed: int) -> dict[str, Corruptio
         "brightness": partial(brightness, factor=float(settings["brightness"])),
         "jpeg": partial(jpeg, quality=int(settings["jpeg_quality"])),
     }
-
-
-def labelled_batches(
-    store: ImageSource,
-    sha256s: Sequence[str],
-    label_indices: Sequence[int],
-    preprocessing: Preprocessing,
-    description: str | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Normalised image batches of the given images, each with its class indices."""
-    indices = np.asarray(label_indices, dtype=np.int64)
-    batches = image_batches(store, sha256s, preprocessing, BATCH_SIZE, description)
-    for start, batch in zip(range(0, len(indices), BATCH_SIZE), batches, strict=True):
-        yield batch, indices[start : start + len(batch)]
 
 
 def robustness_scores(

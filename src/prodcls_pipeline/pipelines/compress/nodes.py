@@ -19,7 +19,7 @@ from prodcls_pipeline.compression import (
 from prodcls_pipeline.distillation import fine_tune_student, recalibrate_batch_norm
 from prodcls_pipeline.export import export_onnx, quantize_int8
 from prodcls_pipeline.finetune import trainable_in_mode
-from prodcls_pipeline.inference import ImageSource, image_batches
+from prodcls_pipeline.inference import ImageSource, class_indices, image_batches, labelled_batches
 from prodcls_pipeline.pruning import prune_channels, prune_unstructured
 
 INT8_VARIANT = "int8"
@@ -32,8 +32,7 @@ Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
 
 def export_fp32(classifier: dict[str, Any]) -> bytes:
     """The trained classifier as an fp32 ONNX model."""
-    input_size = checkpoint_preprocessing(classifier).input_size
-    return export_onnx(build_classifier(classifier), input_size)
+    return _export(build_classifier(classifier), classifier)
 
 
 def quantize(
@@ -168,8 +167,12 @@ def compare(
 
 
 def _variant(model: nn.Module, classifier: dict[str, Any], method: str) -> dict[str, Any]:
-    input_size = checkpoint_preprocessing(classifier).input_size
-    return {"onnx": export_onnx(model.eval(), input_size), "method": method}
+    return {"onnx": _export(model, classifier), "method": method}
+
+
+def _export(model: nn.Module, classifier: dict[str, Any]) -> bytes:
+    """`model` as ONNX at the input size the classifier was trained for."""
+    return export_onnx(model.eval(), checkpoint_preprocessing(classifier).input_size)
 
 
 def _percent(share: float) -> str:
@@ -185,16 +188,14 @@ def _fine_tune_batches(
 ) -> Batches:
     """A seeded sample of training images with their class indices, decoded afresh each epoch."""
     chosen = sample_split(splits, "train", params["fine_tune_images"], seed)
-    label_of = splits.set_index("sha256")["label"]
-    index_of = {label: index for index, label in enumerate(classifier["labels"])}
-    targets = torch.tensor([index_of[label_of[sha256]] for sha256 in chosen])
-    batch_size = params["fine_tune_batch_size"]
+    targets = class_indices(splits, chosen, classifier["labels"])
     preprocessing = checkpoint_preprocessing(classifier)
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        images = image_batches(image_store, chosen, preprocessing, batch_size)
-        for start, batch in zip(range(0, len(chosen), batch_size), images, strict=True):
-            yield torch.from_numpy(batch), targets[start : start + batch_size]
+        for images, indices in labelled_batches(
+            image_store, chosen, targets, preprocessing, params["fine_tune_batch_size"]
+        ):
+            yield torch.from_numpy(images), torch.from_numpy(indices)
 
     return batches
 

@@ -11,7 +11,7 @@ from prodcls_pipeline.calibration import calibration_metrics, reliability_figure
 from prodcls_pipeline.classifier import build_classifier, checkpoint_preprocessing
 from prodcls_pipeline.compression import sample_split
 from prodcls_pipeline.gallery import mistake_gallery, worst_mistakes
-from prodcls_pipeline.inference import ImageSource
+from prodcls_pipeline.inference import ImageSource, class_indices, labelled_batches
 from prodcls_pipeline.metrics import (
     classification_metrics,
     coarse_confusion_figure,
@@ -21,9 +21,9 @@ from prodcls_pipeline.metrics import (
 )
 from prodcls_pipeline.prediction import predict_probabilities
 from prodcls_pipeline.robustness import (
+    BATCH_SIZE,
     AttackBudget,
     corruptions,
-    labelled_batches,
     robustness_scores,
 )
 
@@ -80,16 +80,15 @@ def measure_robustness(
     labels = classifier["labels"]
     known = splits[splits["label"].isin(labels)]
     sample = sample_split(known, "test", params["robustness_images"], seed)
-    label_of = known.drop_duplicates("sha256").set_index("sha256")["label"]
-    index_of = {label: index for index, label in enumerate(labels)}
     preprocessing = checkpoint_preprocessing(classifier)
     return robustness_scores(
         build_classifier(classifier),
         labelled_batches(
             image_store,
             sample,
-            [index_of[label_of[sha256]] for sha256 in sample],
+            class_indices(known, sample, labels),
             preprocessing,
+            BATCH_SIZE,
             description="attacks and corruptions",
         ),
         preprocessing,
