@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 BENCHMARK = "grocery_accuracy"
 # `full` is left out by default: hours of fine-tuning on CPU.
-DEFAULT_CONFIGS = ("head", "head-noaug", "partial", "partial-adv")
+DEFAULT_CONFIGS = ("default", "default-adv", "head", "head-noaug", "partial", "partial-adv")
 FIELDS = (
     "config",
     "mode",

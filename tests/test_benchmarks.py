@@ -83,13 +83,17 @@ def test_unknown_configuration_name_lists_the_available_ones(tmp_path: Path) -> 
 
 def test_bundled_configurations_fit_params_yaml() -> None:
     names = sorted(path.stem for path in common.CONFIGS_DIR.glob("*.yaml"))
-    assert {"head", "head-noaug", "partial", "partial-adv", "full"} <= set(names)
-    modes = {
-        configuration.name: configuration.params(common.read_params())["train"]["mode"]
-        for configuration in common.load_configurations(names, common.read_params())
+    assert set(grocery_accuracy.DEFAULT_CONFIGS) | {"full"} <= set(names)
+    base = common.read_params()
+    trains = {
+        configuration.name: configuration.params(base)["train"]
+        for configuration in common.load_configurations(names, base)
     }
-    assert modes["head-noaug"] == "head" and modes["partial-adv"] == "partial"
-    assert modes["full"] == "full"
+    assert trains["default"] == base["train"], "`default` must be params.yaml as shipped"
+    assert trains["default-adv"]["adversarial"]["enabled"] is True
+    assert {**trains["default-adv"], "adversarial": base["train"]["adversarial"]} == base["train"]
+    assert trains["head-noaug"]["mode"] == "head" and trains["partial-adv"]["mode"] == "partial"
+    assert trains["full"]["mode"] == "full"
 
 
 PARAMS = {"train": {"mode": "partial", "backbone": "efficientnet_lite0"}}

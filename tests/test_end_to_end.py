@@ -219,8 +219,9 @@ def test_a_worse_model_stays_challenger_and_predict_keeps_the_champion(project: 
     champion_answer = predict(project, image)
     params_file = project / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
-    # One epoch at a hundredth of the learning rate: a model far below the floor.
-    params["train"]["learning_rate"] = params["train"]["learning_rate"] / 100
+    # One epoch at a hundredth of the learning rates: a model far below the floor.
+    for rate in ("learning_rate", "backbone_learning_rate"):
+        params["train"][rate] = params["train"][rate] / 100
     params["train"]["max_epochs"] = 1
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
