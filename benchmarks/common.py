@@ -257,11 +257,11 @@ def dataset_label(dataset: Path) -> str:
 
 
 @contextmanager
-def project_with_dataset(dataset: Path, keep: bool) -> Iterator[BenchmarkProject]:
-    """A throw-away project copy with the whole of `dataset` as its one drop; deleted on exit
-    unless `keep`, in which case its folder is printed."""
+def project_with_dataset(dataset: Path, label: str, keep: bool) -> Iterator[BenchmarkProject]:
+    """A throw-away project copy with the whole of `dataset` (called `label` in the results) as
+    its one drop; deleted on exit unless `keep`, in which case its folder is printed."""
     workdir = Path(tempfile.mkdtemp(prefix="prodcls-benchmark-"))
-    print(f"Dataset {dataset} ({dataset_label(dataset)}); project copy in {workdir}")
+    print(f"Dataset {dataset} ({label}); project copy in {workdir}")
     try:
         project = BenchmarkProject.create(workdir)
         project.add_drop(dataset, prefix=dataset.name)

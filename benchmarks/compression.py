@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     label = dataset_label(dataset)
     try:
-        with project_with_dataset(dataset, args.keep) as project:
+        with project_with_dataset(dataset, label, args.keep) as project:
             project.write_params(params)
             started = time.perf_counter()
             project.repro("evaluate", "evaluate")

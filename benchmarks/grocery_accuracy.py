@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     label = dataset_label(dataset)
     try:
-        with project_with_dataset(dataset, args.keep) as project:
+        with project_with_dataset(dataset, label, args.keep) as project:
             started = time.perf_counter()
             project.repro("augment", "prepare")
             print(f"ingest → validate → split → augment: {time.perf_counter() - started:.0f} s")
