@@ -4,6 +4,7 @@ import pytest
 from prodcls_pipeline.calibration import (
     calibration_metrics,
     expected_calibration_error,
+    fit_temperature,
     reliability_figure,
     reliability_table,
 )
@@ -48,3 +49,20 @@ def test_reliability_diagram_renders() -> None:
     confidences = rng.uniform(0.2, 1.0, 50)
     table = reliability_table(confidences, rng.uniform(size=50) < confidences, bins=15)
     assert figure_png(reliability_figure(table)).startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 1.0, 3.0])
+def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_at(
+    true_temperature,
+) -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(20000, 5))
+    probabilities = np.exp(logits / true_temperature)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    targets = (probabilities.cumsum(axis=1) > rng.random((len(logits), 1))).argmax(axis=1)
+    assert fit_temperature(logits, targets) == pytest.approx(true_temperature, rel=0.05)
+
+
+def test_fit_temperature_rejects_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="Temperature scaling needs"):
+        fit_temperature(np.zeros((3, 2)), np.zeros(4, dtype=int))

@@ -101,6 +101,7 @@ def package_inputs() -> dict[str, Any]:
                 "interpolation": "bicubic",
             },
             "head": {"weight": torch.zeros(len(LABELS), 4), "bias": torch.zeros(len(LABELS))},
+            "temperature": 0.6183,
         },
         "metrics": {
             "top1": 0.8125,
@@ -240,7 +241,9 @@ def test_model_card_shows_the_real_values(card: str) -> None:
     assert "| int8 (deployed) | static int8 | 3.61 | 5,123 | 230.4 | 410.9 | 4.35 |" in card
     assert "-0.44 points" in card
     assert "The deployed variant is the highest ips_b32 within 0.0100 top-1 of fp32." in card
-    assert "expected calibration error on the test split is 0.071" in " ".join(card.split())
+    words = " ".join(card.split())
+    assert "divided by a temperature of 0.618, fitted on the val split" in words
+    assert "expected calibration error on the test split is 0.071" in words
 
 
 def test_model_card_lists_the_five_weakest_classes_by_f1(card: str) -> None:
@@ -262,6 +265,10 @@ def test_missing_values_read_not_measured(card: str) -> None:
     assert f"| Coarse top-1 | {NOT_MEASURED} |" in sparse
     assert f"calibration error on the test split is {NOT_MEASURED}" in " ".join(sparse.split())
     assert "None" not in sparse
+    uncalibrated = {**package_inputs()["classifier"]}
+    del uncalibrated["temperature"]
+    plain = build_test_package(classifier=uncalibrated)[MODEL_CARD_FILE].decode()
+    assert "softmax of the logits, not recalibrated" in " ".join(plain.split())
 
 
 def test_failed_validation_is_stated() -> None:

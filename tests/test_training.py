@@ -30,6 +30,7 @@ CONFIG = TrainingConfig(
     early_stopping_metric="val_accuracy",
     early_stopping_patience=5,
     restore_best=True,
+    temperature_scaling=False,
     resume=True,
     device="cpu",
     adversarial=AdversarialConfig(False, "fgsm", 0.01, 2, 0.005, 0.5),
@@ -91,6 +92,22 @@ def test_early_stopping_restores_the_best_epoch() -> None:
     with torch.no_grad():
         loss = torch.nn.functional.cross_entropy(result.model(x_val), torch.from_numpy(y_val))
     assert loss.item() == pytest.approx(history["val_loss"].min(), rel=1e-5)
+
+
+def test_temperature_scaling_divides_the_logits_and_lowers_val_loss() -> None:
+    plain = fit(dataclasses.replace(CONFIG, label_smoothing=0.3))
+    scaled = fit(dataclasses.replace(CONFIG, label_smoothing=0.3, temperature_scaling=True))
+    assert plain.temperature == 1.0
+    # Label smoothing makes the model underconfident, so the fitted temperature sharpens.
+    assert scaled.temperature < 0.9
+    x_val, y_val = blobs(1, per_class=10)
+    targets = torch.from_numpy(y_val)
+    with torch.no_grad():
+        plain_logits, scaled_logits = plain.model(x_val), scaled.model(x_val)
+    torch.testing.assert_close(scaled_logits, plain_logits / scaled.temperature)
+    assert torch.equal(scaled_logits.argmax(1), plain_logits.argmax(1))
+    cross_entropy = torch.nn.functional.cross_entropy
+    assert cross_entropy(scaled_logits, targets) < cross_entropy(plain_logits, targets)
 
 
 def test_gradient_clipping_bounds_the_update() -> None:

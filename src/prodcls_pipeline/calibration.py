@@ -7,8 +7,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
 
 _DIGITS = 4
+# Temperatures searched (log-uniformly): far wider than any trained classifier needs.
+_TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def reliability_table(confidences: np.ndarray, correct: np.ndarray, bins: int) -> pd.DataFrame:
@@ -50,6 +54,31 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
 def calibration_metrics(table: pd.DataFrame) -> dict[str, float]:
     """The calibration scalars for metrics.json."""
     return {"ece": round(expected_calibration_error(table), _DIGITS)}
+
+
+def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    """The temperature T for which softmax(logits / T) has the lowest cross-entropy on these
+    held-out logits (temperature scaling, Guo et al., 2017).
+
+    One scalar for all classes, so the ranking of the classes, and with it every top-k metric,
+    is unchanged: only the confidences move toward what the model really achieves.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    targets = np.asarray(targets)
+    if logits.ndim != 2 or len(logits) != len(targets) or len(targets) == 0:
+        raise ValueError(
+            f"Temperature scaling needs (n, classes) logits and n > 0 targets, "
+            f"got {logits.shape} and {targets.shape}"
+        )
+    rows = np.arange(len(targets))
+
+    def cross_entropy(log_temperature: float) -> float:
+        scaled = log_softmax(logits / np.exp(log_temperature), axis=1)
+        return float(-scaled[rows, targets].mean())
+
+    lowest, highest = np.log(_TEMPERATURE_RANGE)
+    fit = minimize_scalar(cross_entropy, bounds=(lowest, highest), method="bounded")
+    return float(np.exp(fit.x))
 
 
 def reliability_figure(table: pd.DataFrame) -> Figure:

@@ -26,6 +26,17 @@ class ProductClassifier(nn.Module):
         return self.head(self.dropout(self.backbone(inputs)))
 
 
+@torch.no_grad()
+def fold_temperature(head: nn.Linear, temperature: float) -> None:
+    """Divide the head's weights and bias by `temperature`, in place: the logits come out
+    divided by it everywhere the head goes (checkpoint, ONNX, served model) with no extra op."""
+    if temperature <= 0:
+        raise ValueError(f"A temperature must be positive, not {temperature}")
+    head.weight.div_(temperature)
+    if head.bias is not None:
+        head.bias.div_(temperature)
+
+
 def make_checkpoint(
     backbone: str,
     weights_file: str | None,

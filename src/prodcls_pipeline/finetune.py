@@ -26,8 +26,9 @@ from prodcls_pipeline.training import TrainingConfig, TrainingResult, train
 from prodcls_pipeline.training_data import ImageSamples, TensorSamples
 
 MODES = ("head", "partial", "full")
-# Params that change neither the trained weights nor the data: a resume may ignore them.
-_NOT_FINGERPRINTED = ("resume", "experiment_name", "embed_batch_size")
+# Params that change no epoch checkpoint (temperature scaling comes after the last epoch):
+# a resume may ignore them.
+_NOT_FINGERPRINTED = ("resume", "experiment_name", "embed_batch_size", "temperature_scaling")
 
 
 @dataclass(frozen=True)

@@ -169,8 +169,8 @@ suggestion: checkout assistance, catalogue tagging, sorting of incoming photos.
 ## Limitations
 
 - Closed set: a product outside the classes below still receives one of those labels.
-- Probabilities are the softmax of the logits and are not recalibrated: their expected calibration
-  error on the test split is {ece}. Set any confidence threshold on held-out data.
+- {calibration} Their expected calibration error on the test split is {ece}. Set any confidence
+  threshold on held-out data.
 - Accuracy is measured on photos like those in the drops (cameras, lighting, backgrounds); other
   conditions can lower it without warning.
 - Classes with few training images are the least reliable; see the weakest classes below.
@@ -193,7 +193,11 @@ def render_model_card(
     """MODEL_CARD.md, rendered entirely from the values passed in."""
     sections = [
         _overview(model_name, variant, classifier, io_spec, lineage),
-        _INTENDED_USE.format(classes=len(classifier["labels"]), ece=_fixed(metrics.get("ece"))),
+        _INTENDED_USE.format(
+            classes=len(classifier["labels"]),
+            calibration=_calibration(classifier.get("temperature")),
+            ece=_fixed(metrics.get("ece")),
+        ),
         _data_section(manifest, lineage),
         _metrics_section(metrics, per_class),
         _compression_section(compression_report, variant),
@@ -201,6 +205,15 @@ def render_model_card(
         _lineage_section(lineage),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _calibration(temperature: float | None) -> str:
+    if temperature is None or temperature == 1.0:
+        return "Probabilities are the softmax of the logits, not recalibrated."
+    return (
+        f"Probabilities are the softmax of the logits divided by a temperature of "
+        f"{temperature:.3f}, fitted on the val split after training (temperature scaling)."
+    )
 
 
 def _overview(

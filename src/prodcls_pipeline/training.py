@@ -15,8 +15,9 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
+from prodcls_pipeline.calibration import fit_temperature
 from prodcls_pipeline.checkpoint_store import CheckpointStore
-from prodcls_pipeline.classifier import ProductClassifier
+from prodcls_pipeline.classifier import ProductClassifier, fold_temperature
 from prodcls_pipeline.losses import balanced_sample_weights, build_loss, inverse_frequency_weights
 from prodcls_pipeline.optim import build_optimizer, learning_rate_factor, parameter_groups
 
@@ -67,6 +68,7 @@ class TrainingConfig:
     early_stopping_metric: str
     early_stopping_patience: int
     restore_best: bool
+    temperature_scaling: bool
     resume: bool
     device: str
     adversarial: AdversarialConfig
@@ -92,6 +94,7 @@ class TrainingResult:
     model: ProductClassifier
     history: pd.DataFrame
     best_epoch: int
+    temperature: float
 
 
 def resolve_device(name: str) -> torch.device:
@@ -198,8 +201,19 @@ def train(
             break
     if config.restore_best and state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
+    temperature = 1.0
+    if config.temperature_scaling:
+        logits, labels = _predict(model, val_loader, device)
+        temperature = fit_temperature(logits.numpy(), labels.numpy())
+        fold_temperature(model.head, temperature)
+        logger.info("Temperature %.3f fitted on the val split, folded into the head", temperature)
     history = pd.DataFrame(state["history"], columns=list(HISTORY_COLUMNS))
-    return TrainingResult(model=model.cpu().eval(), history=history, best_epoch=state["best_epoch"])
+    return TrainingResult(
+        model=model.cpu().eval(),
+        history=history,
+        best_epoch=state["best_epoch"],
+        temperature=temperature,
+    )
 
 
 def _loader(
@@ -295,16 +309,22 @@ def _with_adversarial_share(
 
 def _evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
     """Plain (unweighted, unsmoothed) cross-entropy and top-1 accuracy on held-out data."""
+    logits, labels = _predict(model, loader, device)
+    loss = nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+    return loss / len(labels), (logits.argmax(1) == labels).sum().item() / len(labels)
+
+
+def _predict(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 logits, labels) of every sample in `loader`, on CPU."""
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    logits, labels = [], []
     with torch.inference_mode():
         for inputs, batch_labels, _ in loader:
-            logits = model(_to_device(inputs, device)).float()
-            labels = batch_labels.to(device)
-            total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(1) == labels).sum().item()
-            count += len(labels)
-    return total_loss / count, correct / count
+            logits.append(model(_to_device(inputs, device)).float().cpu())
+            labels.append(batch_labels)
+    return torch.cat(logits), torch.cat(labels)
 
 
 def _to_device(inputs: torch.Tensor, device: torch.device) -> torch.Tensor:

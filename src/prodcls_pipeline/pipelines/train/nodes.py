@@ -189,7 +189,11 @@ def track_training(
                 f"{split}_images": int(count)
                 for split, count in splits["split"].value_counts().items()
             }
-            | {"classes": len(classifier["labels"]), "best_epoch": classifier["best_epoch"]}
+            | {
+                "classes": len(classifier["labels"]),
+                "best_epoch": classifier["best_epoch"],
+                "temperature": classifier["temperature"],
+            }
         )
         for row in training_history.to_dict("records"):
             epoch = int(row.pop("epoch"))
@@ -249,7 +253,7 @@ def _checkpoint(
         result.model.head,
         None if mode == "head" else backbone.state_dict(),
     )
-    checkpoint.update(mode=mode, best_epoch=result.best_epoch)
+    checkpoint.update(mode=mode, best_epoch=result.best_epoch, temperature=result.temperature)
     if mode == "partial":
         checkpoint["partial_block"] = params["partial_block"]
     return checkpoint
