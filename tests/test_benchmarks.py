@@ -5,7 +5,12 @@ import json
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import helper
+from torch import nn
+
+from prodcls_pipeline.export import export_onnx
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # The benchmark scripts run as plain scripts beside their shared helper, not as a package.
@@ -13,6 +18,7 @@ sys.path.insert(0, str(BENCHMARKS))
 common = importlib.import_module("common")
 grocery_accuracy = importlib.import_module("grocery_accuracy")
 compression = importlib.import_module("compression")
+int8_speedup = importlib.import_module("int8_speedup")
 
 BASE = {
     "seed": 42,
@@ -144,6 +150,81 @@ def test_compression_rows_follow_the_schema_and_mark_the_deployed_variant() -> N
     assert [tuple(row) for row in rows] == [compression.FIELDS] * 2
     assert [(row["variant"], row["deployed"]) for row in rows] == [("fp32", False), ("int8", True)]
     assert rows[1]["ips_b32"] == 300.0 and rows[1]["config"] == "params.yaml"
+
+
+def test_operator_kinds_are_told_apart_by_convolution_shape() -> None:
+    def conv(name: str, kernel: list[int], group: int) -> onnx.NodeProto:
+        return helper.make_node(
+            "Conv", ["x", "w"], [name], name=name, kernel_shape=kernel, group=group
+        )
+
+    nodes = [
+        conv("pointwise", [1, 1], 1),
+        conv("depthwise", [3, 3], 32),
+        conv("stem", [3, 3], 1),
+        helper.make_node("QLinearConv", ["x"], ["q"], kernel_shape=[1, 1]),
+        helper.make_node("Add", ["x", "y"], ["z"]),
+    ]
+    assert [int8_speedup.node_part(node) for node in nodes] == [
+        int8_speedup.POINTWISE,
+        int8_speedup.DEPTHWISE,
+        int8_speedup.FULL_CONV,
+        int8_speedup.POINTWISE,
+        int8_speedup.OTHER,
+    ]
+    assert [
+        int8_speedup.openvino_part(node_type, exec_type)
+        for node_type, exec_type in [
+            ("GroupConvolution", "brgconv_avx512_dw_I8"),
+            ("Convolution", "brgconv_avx512_1x1_I8"),
+            ("Convolution", "brgconv_avx512_I8"),
+            ("FakeQuantize", "jit_avx512_f32"),
+        ]
+    ] == [
+        int8_speedup.DEPTHWISE,
+        int8_speedup.POINTWISE,
+        int8_speedup.FULL_CONV,
+        int8_speedup.OTHER,
+    ]
+
+
+def test_speedup_rows_give_each_part_its_speedup_and_share_of_int8_time() -> None:
+    parts = {
+        "fp32": {int8_speedup.POINTWISE: 100.0, int8_speedup.DEPTHWISE: 40.0},
+        "int8": {int8_speedup.POINTWISE: 25.0, int8_speedup.DEPTHWISE: 20.0, "other ops": 5.0},
+    }
+    rows = int8_speedup.part_rows("rt", {"fp32": 150.0, "int8": 60.0}, parts, "lite0", 2)
+    assert [tuple(row) for row in rows] == [int8_speedup.FIELDS] * 5
+    by_part = {row["part"]: row for row in rows}
+    assert by_part["whole model"]["speedup"] == 2.5 and by_part["whole model"]["int8_share"] == 1
+    assert by_part["pointwise conv"]["speedup"] == 4.0
+    assert by_part["pointwise conv"]["int8_share"] == 0.5
+    assert by_part["depthwise conv"]["speedup"] == 2.0
+    assert by_part["full conv"]["speedup"] is None  # no such operator in either model
+
+
+def test_onnxruntime_profiler_splits_a_model_by_operator_kind(tmp_path: Path) -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16),
+        nn.Conv2d(16, 32, 1),
+    )
+    path = tmp_path / "model.onnx"
+    path.write_bytes(export_onnx(model, input_size=32))
+    profiler = int8_speedup.OnnxRuntimeProfiler(path)
+    batch = int8_speedup.input_batch(path, batch_size=4)
+    assert batch.shape == (4, 3, 32, 32)
+    for _ in range(3):
+        profiler.run(batch)
+    parts = profiler.part_times()
+    kinds = {int8_speedup.POINTWISE, int8_speedup.DEPTHWISE, int8_speedup.FULL_CONV}
+    assert kinds <= set(parts)
+    assert all(parts[kind] > 0 for kind in kinds)
+
+
+def test_missing_compress_outputs_name_the_stage_to_run(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="dvc repro compress"):
+        int8_speedup.model_paths(tmp_path)
 
 
 def test_compact_webp_copy_is_named_as_such(tmp_path: Path) -> None:

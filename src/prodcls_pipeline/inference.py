@@ -46,13 +46,20 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def create_session(model: bytes) -> ort.InferenceSession:
-    """A CPU session using every available core for each operator."""
+def session_options() -> ort.SessionOptions:
+    """Every available core for each operator, all graph optimisations, errors-only logging."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = available_cores()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = _ORT_LOG_ERRORS_ONLY
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def create_session(model: bytes, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    """A CPU session, with `session_options()` unless other options are given."""
+    return ort.InferenceSession(
+        model, options or session_options(), providers=["CPUExecutionProvider"]
+    )
 
 
 def onnx_encoder(model: nn.Module, input_size: int) -> Callable[[torch.Tensor], np.ndarray]:
