@@ -6,11 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from prodcls_pipeline.distillation import (
-    distillation_loss,
-    fine_tune_student,
-    recalibrate_batch_norm,
-)
+from prodcls_pipeline.distillation import distillation_loss, fine_tune_student
 from prodcls_pipeline.pruning import prune_unstructured, zero_masks
 
 FEATURES, CLASSES = 6, 3
@@ -123,18 +119,6 @@ def test_the_seed_fixes_the_shuffled_order_and_so_the_weights() -> None:
     first, second, other = tuned(7), tuned(7), tuned(8)
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
-
-
-def test_batch_norm_recalibration_measures_the_data_it_is_given() -> None:
-    network = model(6)
-    network[1].momentum = 0.3
-    inputs, _ = problem()
-    recalibrate_batch_norm(network, batches())
-
-    with torch.no_grad():
-        hidden = network[0](inputs)
-    torch.testing.assert_close(network[1].running_mean, hidden.mean(dim=0))
-    assert network[1].momentum == 0.3 and not network.training
 
 
 def test_a_weight_outside_0_to_1_is_refused() -> None:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
 from prodcls_pipeline.optim import build_optimizer
@@ -78,28 +77,6 @@ def fine_tune_student(
             _apply_masks(student, masks)
             progress.set_postfix(loss=f"{loss.item():.3f}")
     return student.eval()
-
-
-@torch.no_grad()
-def recalibrate_batch_norm(model: nn.Module, batches: Batches) -> nn.Module:
-    """Re-estimate every batch-norm layer's running statistics on `batches()`, in place.
-
-    Pruning changes what reaches each normalisation layer, so the statistics learnt before are
-    stale; one pass of forward-only inference fixes most of the damage (AdaBN), and costs no
-    training. Returns the model in eval mode.
-    """
-    norms = [module for module in model.modules() if isinstance(module, _BatchNorm)]
-    momenta = [norm.momentum for norm in norms]
-    model.eval()
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average over the whole pass
-        norm.train()
-    for images, _ in tqdm(batches(), desc="recalibrate batch norm", unit="batch"):
-        model(images)
-    for norm, momentum in zip(norms, momenta, strict=True):
-        norm.momentum = momentum
-    return model.eval()
 
 
 def distillation_loss(

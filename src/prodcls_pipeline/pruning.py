@@ -117,10 +117,13 @@ def _keep_outputs(conv: nn.Conv2d, keep: torch.Tensor) -> None:
 
 
 def _keep_features(norm: nn.BatchNorm2d, keep: torch.Tensor) -> None:
+    """Every per-channel tensor of the layer follows its channels: running statistics, and
+    any other buffer one (recorded batch-norm inputs, say)."""
     norm.weight = _sliced(norm.weight, norm.weight[keep])
     norm.bias = _sliced(norm.bias, norm.bias[keep])
-    norm.running_mean = norm.running_mean[keep]
-    norm.running_var = norm.running_var[keep]
+    for name, buffer in list(norm.named_buffers(recurse=False)):
+        if buffer.dim() == 1:
+            setattr(norm, name, buffer[keep])
     norm.num_features = len(keep)
 
 

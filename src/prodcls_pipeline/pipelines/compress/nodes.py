@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from prodcls_pipeline.batch_norm import match_batch_norm, record_input_statistics
 from prodcls_pipeline.classifier import build_classifier, checkpoint_preprocessing
 from prodcls_pipeline.compression import (
     REFERENCE_VARIANT,
@@ -16,7 +17,7 @@ from prodcls_pipeline.compression import (
     render_report,
     sample_split,
 )
-from prodcls_pipeline.distillation import fine_tune_student, recalibrate_batch_norm
+from prodcls_pipeline.distillation import fine_tune_student
 from prodcls_pipeline.export import export_onnx, quantize_int8
 from prodcls_pipeline.finetune import trainable_in_mode
 from prodcls_pipeline.inference import ImageSource, class_indices, image_batches, labelled_batches
@@ -58,10 +59,10 @@ def prune(
 ) -> dict[str, dict[str, Any]]:
     """{variant: {onnx, method}}: each sparsity of global unstructured magnitude pruning and each
     fraction of channel pruning, after a recovery fine-tune of what `train.mode` trained."""
-    model = build_classifier(classifier)
     pruning = params["pruning"]
-    trainable = trainable_in_mode(model, train_params["mode"], train_params["partial_block"])
     batches = _fine_tune_batches(classifier, splits, image_store, params, seed)
+    model = record_input_statistics(build_classifier(classifier), batches)
+    trainable = trainable_in_mode(model, train_params["mode"], train_params["partial_block"])
     recovery = {
         "batches": batches,
         "trainable": trainable,
@@ -70,13 +71,13 @@ def prune(
         "seed": seed,
     }
     recovered = (
-        f"; batch norm recalibrated, then {pruning['recovery_epochs']} recovery epoch(s) of "
-        f"what {train_params['mode']} mode trains"
+        "; batch norm matched to the unpruned model's, then "
+        f"{pruning['recovery_epochs']} recovery epoch(s) of what {train_params['mode']} mode trains"
     )
     variants = {}
     for sparsity in pruning["unstructured_sparsities"]:
         pruned = fine_tune_student(
-            recalibrate_batch_norm(prune_unstructured(model, sparsity), batches),
+            match_batch_norm(prune_unstructured(model, sparsity), batches),
             keep_zeros=True,
             description=f"recover unstructured-{_percent(sparsity)}",
             **recovery,
@@ -85,7 +86,7 @@ def prune(
         variants[f"unstructured-{_percent(sparsity)}"] = _variant(pruned, classifier, method)
     for fraction in pruning["channel_fractions"]:
         pruned = fine_tune_student(
-            recalibrate_batch_norm(prune_channels(model, fraction), batches),
+            match_batch_norm(prune_channels(model, fraction), batches),
             description=f"recover channels-{_percent(fraction)}",
             **recovery,
         )
@@ -109,8 +110,9 @@ def distill(
     teacher = build_classifier(classifier)
     fraction = settings["student_channel_fraction"]
     batches = _fine_tune_batches(classifier, splits, image_store, params, seed)
+    recorded = record_input_statistics(teacher, batches)
     student = fine_tune_student(
-        recalibrate_batch_norm(prune_channels(teacher, fraction), batches),
+        match_batch_norm(prune_channels(recorded, fraction), batches),
         batches=batches,
         teacher=teacher,
         trainable=lambda name: True,
@@ -123,7 +125,7 @@ def distill(
     )
     method = (
         f"student: the model with {fraction:.0%} of its expansion channels removed and batch "
-        "norm recalibrated, distilled "
+        "norm matched to the unpruned model's, distilled "
         f"from the full model for {settings['epochs']} epoch(s) (T={settings['temperature']}, "
         f"alpha={settings['alpha']})"
     )
