@@ -6,7 +6,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from prodcls_pipeline.distillation import distillation_loss, fine_tune_student
+from prodcls_pipeline.distillation import (
+    distillation_loss,
+    fine_tune_if_better,
+    fine_tune_student,
+    top1_accuracy,
+)
 from prodcls_pipeline.pruning import prune_unstructured, zero_masks
 
 FEATURES, CLASSES = 6, 3
@@ -119,6 +124,46 @@ def test_the_seed_fixes_the_shuffled_order_and_so_the_weights() -> None:
     first, second, other = tuned(7), tuned(7), tuned(8)
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_top1_accuracy_counts_the_highest_logit() -> None:
+    identity = nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(3))
+    images = torch.tensor([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0], [5.0, 0, 0]])
+    targets = torch.tensor([0, 1, 2, 2])
+    assert (
+        top1_accuracy(identity, lambda: [(images[:2], targets[:2]), (images[2:], targets[2:])])
+        == 0.75
+    )
+
+
+def test_a_fine_tune_that_helps_on_val_is_kept() -> None:
+    untrained = model(9)
+    guarded = fine_tune_if_better(
+        untrained, batches(), batches=batches(), trainable=lambda name: True, epochs=5,
+        learning_rate=0.05, seed=0,
+    )  # fmt: skip
+    assert guarded.kept and guarded.val_top1_after > guarded.val_top1_before
+    assert guarded.model is not untrained
+    assert top1_accuracy(guarded.model, batches()) == guarded.val_top1_after
+    assert "kept: val top-1" in guarded.describe("3 recovery epochs")
+
+
+def test_a_fine_tune_that_hurts_on_val_is_discarded() -> None:
+    trained = fine_tune_student(
+        model(9), batches(), trainable=lambda name: True, epochs=10, learning_rate=0.05, seed=0
+    )
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    inputs, targets = problem()
+    wrong_labels = lambda: zip(inputs.split(16), ((targets + 1) % CLASSES).split(16), strict=True)  # noqa: E731
+    guarded = fine_tune_if_better(
+        trained, batches(), batches=wrong_labels, trainable=lambda name: True, epochs=5,
+        learning_rate=0.05, seed=0,
+    )  # fmt: skip
+    assert not guarded.kept and guarded.model is trained
+    assert all(torch.equal(trained.state_dict()[k], v) for k, v in before.items())
+    assert guarded.describe("3 recovery epochs").startswith("3 recovery epochs discarded")
 
 
 def test_a_weight_outside_0_to_1_is_refused() -> None:

@@ -50,15 +50,6 @@ def colour_png(tmp_path: Path, make_image, colour: tuple[int, int, int], **kwarg
     return make_image(tmp_path / f"{name}.png", color=colour, **kwargs).read_bytes()
 
 
-def test_file_names_match_packaging() -> None:
-    # serving repeats them so that it never imports packaging (and with it torch).
-    assert (serving.MODEL_FILE, serving.LABEL_MAP_FILE, serving.PREPROCESSING_FILE) == (
-        packaging.MODEL_FILE,
-        packaging.LABEL_MAP_FILE,
-        packaging.PREPROCESSING_FILE,
-    )
-
-
 def test_read_image_takes_paths_bytes_base64_and_data_uris(tmp_path: Path, make_image) -> None:
     path = make_image(tmp_path / "red.png", color=RED, size=(40, 30))
     data = path.read_bytes()

@@ -3,9 +3,13 @@
 One loop serves both. Without a teacher it is plain cross-entropy on the labels (recovery); with
 one the student also matches the teacher's softened outputs (Hinton et al., 2015):
     alpha * T² * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(labels).
+`fine_tune_if_better` keeps either only if it raises top-1 on held-out images.
 """
 
+import copy
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +81,48 @@ def fine_tune_student(
             _apply_masks(student, masks)
             progress.set_postfix(loss=f"{loss.item():.3f}")
     return student.eval()
+
+
+@dataclass(frozen=True)
+class GuardedFineTune:
+    """The model a guarded fine-tune keeps, with val top-1 before and after the fine-tune."""
+
+    model: nn.Module
+    val_top1_before: float
+    val_top1_after: float
+
+    @property
+    def kept(self) -> bool:
+        return self.val_top1_after > self.val_top1_before
+
+    def describe(self, what: str) -> str:
+        before, after = f"{self.val_top1_before:.4f}", f"{self.val_top1_after:.4f}"
+        if self.kept:
+            return f"{what}, kept: val top-1 {before} → {after}"
+        return f"{what} discarded: it took val top-1 from {before} to {after}"
+
+
+def fine_tune_if_better(
+    model: nn.Module, val_batches: Batches, **fine_tune: Any
+) -> GuardedFineTune:
+    """`fine_tune_student` on a copy of `model`, kept only if it raises top-1 on held-out
+    `val_batches()`: a few epochs on a sample of training images can as well undo what the
+    full training learnt, and then the model as it was is the better one to ship."""
+    before = top1_accuracy(model, val_batches)
+    tuned = fine_tune_student(copy.deepcopy(model), **fine_tune)
+    after = top1_accuracy(tuned, val_batches)
+    return GuardedFineTune(tuned if after > before else model.eval(), before, after)
+
+
+@torch.no_grad()
+def top1_accuracy(model: nn.Module, batches: Batches) -> float:
+    """Share of images whose highest logit is their class, with `model` in eval mode."""
+    model.eval()
+    correct = total = 0
+    for images, targets in batches():
+        correct += int((model(images).argmax(dim=1) == targets).sum())
+        total += len(targets)
+    return correct / total
 
 
 def distillation_loss(

@@ -11,11 +11,14 @@ from typing import Any
 import onnx
 import pandas as pd
 
-MODEL_FILE = "model.onnx"
-LABEL_MAP_FILE = "label_map.json"
-PREPROCESSING_FILE = "preprocessing.json"
-MODEL_CARD_FILE = "MODEL_CARD.md"
-LINEAGE_FILE = "lineage.json"
+from prodcls_pipeline.package_files import (
+    LABEL_MAP_FILE,
+    LINEAGE_FILE,
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    PREPROCESSING_FILE,
+)
+
 # Registry tags a model version carries; each is a key of lineage.json.
 TAG_KEYS = (
     "git_commit",

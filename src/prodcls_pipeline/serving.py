@@ -28,11 +28,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array, Object, Property
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# The file names of `packaging`, repeated because importing `packaging` imports torch (through
-# `compression`); tests/test_serving.py checks that both stay the same.
-MODEL_FILE = "model.onnx"
-LABEL_MAP_FILE = "label_map.json"
-PREPROCESSING_FILE = "preprocessing.json"
+from prodcls_pipeline.package_files import LABEL_MAP_FILE, MODEL_FILE, PREPROCESSING_FILE
 
 PACKAGE_ARTIFACT = "package"
 IMAGE_COLUMN = "image"

@@ -17,7 +17,7 @@ from prodcls_pipeline.compression import (
     render_report,
     sample_split,
 )
-from prodcls_pipeline.distillation import fine_tune_student
+from prodcls_pipeline.distillation import fine_tune_if_better
 from prodcls_pipeline.export import export_onnx, quantize_int8
 from prodcls_pipeline.finetune import trainable_in_mode
 from prodcls_pipeline.inference import ImageSource, class_indices, image_batches, labelled_batches
@@ -58,40 +58,46 @@ def prune(
     seed: int,
 ) -> dict[str, dict[str, Any]]:
     """{variant: {onnx, method}}: each sparsity of global unstructured magnitude pruning and each
-    fraction of channel pruning, after a recovery fine-tune of what `train.mode` trained."""
+    fraction of channel pruning, batch norm matched to the unpruned model's, then a recovery
+    fine-tune of what `train.mode` trained, kept only if it raises val top-1."""
     pruning = params["pruning"]
     batches = _fine_tune_batches(classifier, splits, image_store, params, seed)
+    val_batches = _val_batches(classifier, splits, image_store, params)
     model = record_input_statistics(build_classifier(classifier), batches)
-    trainable = trainable_in_mode(model, train_params["mode"], train_params["partial_block"])
     recovery = {
         "batches": batches,
-        "trainable": trainable,
+        "trainable": trainable_in_mode(model, train_params["mode"], train_params["partial_block"]),
         "epochs": pruning["recovery_epochs"],
         "learning_rate": pruning["recovery_learning_rate"],
         "seed": seed,
     }
     recovered = (
-        "; batch norm matched to the unpruned model's, then "
         f"{pruning['recovery_epochs']} recovery epoch(s) of what {train_params['mode']} mode trains"
     )
+    pruned = {
+        f"unstructured-{_percent(sparsity)}": (
+            prune_unstructured(model, sparsity),
+            f"{sparsity:.0%} of conv/linear weights zeroed (global magnitude)",
+        )
+        for sparsity in pruning["unstructured_sparsities"]
+    } | {
+        f"channels-{_percent(fraction)}": (
+            prune_channels(model, fraction),
+            f"{fraction:.0%} of every block's expansion channels removed",
+        )
+        for fraction in pruning["channel_fractions"]
+    }
     variants = {}
-    for sparsity in pruning["unstructured_sparsities"]:
-        pruned = fine_tune_student(
-            match_batch_norm(prune_unstructured(model, sparsity), batches),
-            keep_zeros=True,
-            description=f"recover unstructured-{_percent(sparsity)}",
+    for name, (network, how) in pruned.items():
+        guarded = fine_tune_if_better(
+            match_batch_norm(network, batches),
+            val_batches,
+            keep_zeros=name.startswith("unstructured"),
+            description=f"recover {name}",
             **recovery,
         )
-        method = f"{sparsity:.0%} of conv/linear weights zeroed (global magnitude)" + recovered
-        variants[f"unstructured-{_percent(sparsity)}"] = _variant(pruned, classifier, method)
-    for fraction in pruning["channel_fractions"]:
-        pruned = fine_tune_student(
-            match_batch_norm(prune_channels(model, fraction), batches),
-            description=f"recover channels-{_percent(fraction)}",
-            **recovery,
-        )
-        method = f"{fraction:.0%} of every block's expansion channels removed" + recovered
-        variants[f"channels-{_percent(fraction)}"] = _variant(pruned, classifier, method)
+        method = f"{how}; batch norm matched to the unpruned model's; {guarded.describe(recovered)}"
+        variants[name] = _variant(guarded.model, classifier, method)
     return variants
 
 
@@ -103,16 +109,19 @@ def distill(
     seed: int,
 ) -> dict[str, dict[str, Any]]:
     """{variant: {onnx, method}}: the fine-tuned model taught to a channel-pruned copy of
-    itself, every student parameter trained; empty when distillation is disabled."""
+    itself, every student parameter trained and kept only if it raises val top-1; empty when
+    distillation is disabled."""
     settings = params["distillation"]
     if not settings["enabled"]:
         return {}
     teacher = build_classifier(classifier)
     fraction = settings["student_channel_fraction"]
     batches = _fine_tune_batches(classifier, splits, image_store, params, seed)
-    recorded = record_input_statistics(teacher, batches)
-    student = fine_tune_student(
-        match_batch_norm(prune_channels(recorded, fraction), batches),
+    guarded = fine_tune_if_better(
+        match_batch_norm(
+            prune_channels(record_input_statistics(teacher, batches), fraction), batches
+        ),
+        _val_batches(classifier, splits, image_store, params),
         batches=batches,
         teacher=teacher,
         trainable=lambda name: True,
@@ -123,13 +132,15 @@ def distill(
         seed=seed,
         description="distil",
     )
+    distilled = (
+        f"distillation from the full model for {settings['epochs']} epoch(s) "
+        f"(T={settings['temperature']}, alpha={settings['alpha']})"
+    )
     method = (
         f"student: the model with {fraction:.0%} of its expansion channels removed and batch "
-        "norm matched to the unpruned model's, distilled "
-        f"from the full model for {settings['epochs']} epoch(s) (T={settings['temperature']}, "
-        f"alpha={settings['alpha']})"
+        f"norm matched to the unpruned model's; {guarded.describe(distilled)}"
     )
-    return {f"distilled-channels-{_percent(fraction)}": _variant(student, classifier, method)}
+    return {f"distilled-channels-{_percent(fraction)}": _variant(guarded.model, classifier, method)}
 
 
 def compare(
@@ -200,6 +211,28 @@ def _fine_tune_batches(
             yield torch.from_numpy(images), torch.from_numpy(indices)
 
     return batches
+
+
+def _val_batches(
+    classifier: dict[str, Any],
+    splits: pd.DataFrame,
+    image_store: ImageSource,
+    params: dict[str, Any],
+) -> Batches:
+    """The whole val split with class indices, decoded once: each guarded fine-tune scores on it."""
+    val = splits.loc[splits["split"] == "val"].sort_values("sha256")
+    sha256s = val["sha256"].tolist()
+    decoded = [
+        (torch.from_numpy(images), torch.from_numpy(indices))
+        for images, indices in labelled_batches(
+            image_store,
+            sha256s,
+            class_indices(splits, sha256s, classifier["labels"]),
+            checkpoint_preprocessing(classifier),
+            params["fine_tune_batch_size"],
+        )
+    ]
+    return lambda: iter(decoded)
 
 
 def _batches(
