@@ -233,8 +233,6 @@ def median_milliseconds(
 ) -> dict[tuple[str, str], float]:
     """Each (runtime, variant) timed once per round, in turn, so drifts in machine load hit
     all of them alike; the median round counts."""
-    for run in runs.values():
-        run(batch)
     seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
     for _ in tqdm(range(rounds), desc="timing rounds", unit="round"):
         for key, run in runs.items():

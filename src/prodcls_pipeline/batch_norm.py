@@ -19,6 +19,7 @@ from functools import partial
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.hooks import RemovableHandle
 from tqdm.auto import tqdm
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -56,12 +57,7 @@ def record_input_statistics(model: nn.Module, batches: Batches) -> nn.Module:
         norm.register_forward_pre_hook(lambda _, inputs, m=m: m.add(inputs[0]))
         for norm, m in moments.items()
     ]
-    try:
-        for images, _ in tqdm(batches(), desc="record batch-norm inputs", unit="batch"):
-            recorded(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _forward_pass(recorded, batches, hooks, "record batch-norm inputs")
     for norm, m in moments.items():
         mean, variance = m.mean_and_variance()
         norm.register_buffer(INPUT_MEAN, mean)
@@ -93,16 +89,22 @@ def match_batch_norm(model: nn.Module, batches: Batches) -> nn.Module:
     hooks = [
         norm.register_forward_hook(partial(_matched, moments=m)) for norm, m in moments.items()
     ]
-    model.eval()
+    _forward_pass(model.eval(), batches, hooks, "match batch norm")
+    for norm, m in moments.items():
+        _move_statistics(norm, *m.mean_and_variance())
+    return model
+
+
+def _forward_pass(
+    model: nn.Module, batches: Batches, hooks: list[RemovableHandle], description: str
+) -> None:
+    """Every batch through `model` once, for what its hooks collect; the hooks go afterwards."""
     try:
-        for images, _ in tqdm(batches(), desc="match batch norm", unit="batch"):
+        for images, _ in tqdm(batches(), desc=description, unit="batch"):
             model(images)
     finally:
         for hook in hooks:
             hook.remove()
-    for norm, m in moments.items():
-        _move_statistics(norm, *m.mean_and_variance())
-    return model
 
 
 def _norms(model: nn.Module) -> list[_BatchNorm]:

@@ -111,7 +111,7 @@ def fine_tune_if_better(
     before = top1_accuracy(model, val_batches)
     tuned = fine_tune_student(copy.deepcopy(model), **fine_tune)
     after = top1_accuracy(tuned, val_batches)
-    return GuardedFineTune(tuned if after > before else model.eval(), before, after)
+    return GuardedFineTune(tuned if after > before else model, before, after)
 
 
 @torch.no_grad()
