@@ -6,7 +6,7 @@ The dataset becomes one drop (official split pinned); a throw-away copy of the p
 stage's report becomes the table: size, parameters, ONNX Runtime images/s at batch 1 and 32,
 batch-1 latency, test top-1 and macro-F1, and the top-1 change against fp32.
 
-    benchmarks/compression.py [--config NAME] [--dataset PATH] [--keep]
+    python -m benchmarks.compression [--config NAME] [--dataset PATH] [--keep]
 """
 
 import argparse
@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from common import (
+from benchmarks.common import (
     ConfigurationError,
     StageFailed,
     add_dataset_arguments,

@@ -6,7 +6,7 @@ of the project runs ingest → validate → split → augment once, then train a
 configuration (benchmarks/configs/<name>.yaml merged into params.yaml). Each configuration starts
 with the train stage's caches cleared, so its train_seconds is what a first `dvc repro` costs.
 
-    benchmarks/grocery_accuracy.py [--configs head,partial] [--dataset PATH] [--keep]
+    python -m benchmarks.grocery_accuracy [--configs head,partial] [--dataset PATH] [--keep]
 """
 
 import argparse
@@ -15,7 +15,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from common import (
+from tqdm import tqdm
+
+from benchmarks.common import (
     BenchmarkProject,
     Configuration,
     ConfigurationError,
@@ -30,7 +32,6 @@ from common import (
     read_params,
     write_results,
 )
-from tqdm import tqdm
 
 BENCHMARK = "grocery_accuracy"
 # `full` is left out by default: hours of fine-tuning on CPU.

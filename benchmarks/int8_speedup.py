@@ -11,7 +11,7 @@ Speed depends on the architecture and input size, not on the weights' values: th
 bundled sample's run time as those of the full dataset's. `--project` takes any project folder
 whose compress stage has run (a benchmark's `--keep` copy, say).
 
-    benchmarks/int8_speedup.py [--project DIR] [--batch-size 32] [--rounds 7] [--batches 8]
+    python -m benchmarks.int8_speedup [--project DIR] [--batch-size 32] [--rounds 7] [--batches 8]
 """
 
 import argparse
@@ -29,13 +29,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from common import REPO, format_table, write_results
 from tqdm import tqdm
 
-from prodcls_pipeline.compression import REFERENCE_VARIANT
-from prodcls_pipeline.export import INPUT_NAME
-from prodcls_pipeline.inference import available_cores, create_session, session_options
+from benchmarks.common import REPO, format_table, write_results
+from prodcls_pipeline.compression.variants import REFERENCE_VARIANT
+from prodcls_pipeline.models.onnx_export import INPUT_NAME
 from prodcls_pipeline.pipelines.compress.nodes import INT8_VARIANT
+from prodcls_pipeline.runtime.sessions import available_cores, create_session, session_options
 
 BENCHMARK = "int8_speedup"
 FIELDS = ("runtime", "part", "fp32_ms", "int8_ms", "speedup", "int8_share", "backbone", "cores")

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from prodcls_pipeline.drops import SPLITS, DropFormatError, layout_drops, scan_drop
+from prodcls_pipeline.data.drops import SPLITS, DropFormatError, scan_drop
+from prodcls_pipeline.data.layout import layout_drops
 
 DEFAULT_DROPS_DIR = Path("data/01_raw/drops")
 DEFAULT_MODEL_URI = "models:/prodcls@champion"
@@ -126,8 +127,8 @@ def run_predict(args: argparse.Namespace) -> int:
     # Imported here: mlflow and onnxruntime take seconds to import, and only `predict` needs them.
     import mlflow
 
-    from prodcls_pipeline import serving
-    from prodcls_pipeline.tracking import tracking_uri
+    from prodcls_pipeline.release.tracking import tracking_uri
+    from prodcls_serving import model as serving
 
     # Every image is checked before the model loads, so a typo fails fast and names the file.
     for path in args.images:

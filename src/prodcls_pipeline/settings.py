@@ -1,7 +1,7 @@
 """Kedro project settings."""
 
-from prodcls_pipeline.config_loader import ParamsFileConfigLoader
-from prodcls_pipeline.hooks import ValidationReportHook
+from prodcls_pipeline.framework.config_loader import ParamsFileConfigLoader
+from prodcls_pipeline.framework.hooks import ValidationReportHook
 
 HOOKS = (ValidationReportHook(),)
 

@@ -5,11 +5,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from prodcls_pipeline import augmentation
-from prodcls_pipeline.backbones import preprocessing_for
+from prodcls_pipeline.data import augmentation
+from prodcls_pipeline.models.backbones import preprocessing_for
 
 if TYPE_CHECKING:
-    from prodcls_pipeline.images import ImageStore
+    from prodcls_pipeline.data.images import ImageStore
 
 
 def make_augmentation_policy(params: dict[str, Any], seed: int) -> dict[str, Any]:

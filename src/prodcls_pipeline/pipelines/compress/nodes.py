@@ -8,20 +8,25 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prodcls_pipeline.batch_norm import match_batch_norm, record_input_statistics
-from prodcls_pipeline.classifier import build_classifier, checkpoint_preprocessing
-from prodcls_pipeline.compression import (
+from prodcls_pipeline.compression.batch_norm import match_batch_norm, record_input_statistics
+from prodcls_pipeline.compression.pruning import prune_channels, prune_unstructured
+from prodcls_pipeline.compression.variants import (
     REFERENCE_VARIANT,
     DeployRule,
     compare_variants,
     render_report,
     sample_split,
 )
-from prodcls_pipeline.distillation import fine_tune_if_better
-from prodcls_pipeline.export import export_onnx, quantize_int8
-from prodcls_pipeline.finetune import trainable_in_mode
-from prodcls_pipeline.inference import ImageSource, class_indices, image_batches, labelled_batches
-from prodcls_pipeline.pruning import prune_channels, prune_unstructured
+from prodcls_pipeline.models.classifier import build_classifier, checkpoint_preprocessing
+from prodcls_pipeline.models.onnx_export import export_onnx, quantize_int8
+from prodcls_pipeline.runtime.batching import (
+    ImageSource,
+    class_indices,
+    image_batches,
+    labelled_batches,
+)
+from prodcls_pipeline.training.distillation import fine_tune_if_better
+from prodcls_pipeline.training.modes import trainable_in_mode
 
 INT8_VARIANT = "int8"
 _METHODS = {

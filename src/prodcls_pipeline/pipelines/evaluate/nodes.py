@@ -7,25 +7,29 @@ import mlflow
 import pandas as pd
 from PIL import Image
 
-from prodcls_pipeline.calibration import calibration_metrics, reliability_figure, reliability_table
-from prodcls_pipeline.classifier import build_classifier, checkpoint_preprocessing
-from prodcls_pipeline.compression import sample_split
-from prodcls_pipeline.gallery import mistake_gallery, worst_mistakes
-from prodcls_pipeline.inference import ImageSource, class_indices, labelled_batches
-from prodcls_pipeline.metrics import (
+from prodcls_pipeline.compression.variants import sample_split
+from prodcls_pipeline.evaluation.calibration import (
+    calibration_metrics,
+    reliability_figure,
+    reliability_table,
+)
+from prodcls_pipeline.evaluation.gallery import mistake_gallery, worst_mistakes
+from prodcls_pipeline.evaluation.metrics import (
     classification_metrics,
     coarse_confusion_figure,
     confusion_figure,
     figure_png,
     prediction_table,
 )
-from prodcls_pipeline.prediction import predict_probabilities
-from prodcls_pipeline.robustness import (
+from prodcls_pipeline.evaluation.prediction import predict_probabilities
+from prodcls_pipeline.evaluation.robustness import (
     BATCH_SIZE,
     AttackBudget,
     corruptions,
     robustness_scores,
 )
+from prodcls_pipeline.models.classifier import build_classifier, checkpoint_preprocessing
+from prodcls_pipeline.runtime.batching import ImageSource, class_indices, labelled_batches
 
 
 def predict_test_split(

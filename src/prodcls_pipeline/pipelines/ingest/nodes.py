@@ -5,8 +5,8 @@ from typing import Any
 
 import pandas as pd
 
-from prodcls_pipeline.drops import build_manifest, scan_drops
-from prodcls_pipeline.images import ImageStore
+from prodcls_pipeline.data.drops import build_manifest, scan_drops
+from prodcls_pipeline.data.images import ImageStore
 
 
 def ingest_drops(raw_drops: Path, image_store: ImageStore, params: dict[str, Any]) -> pd.DataFrame:

@@ -8,21 +8,27 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from prodcls_pipeline.lineage import collect_lineage
-from prodcls_pipeline.packaging import LINEAGE_FILE, build_package, version_tags
-from prodcls_pipeline.promotion import PROMOTED, PromotionRule, decide, render_decision, score
-from prodcls_pipeline.registry import (
+from prodcls_pipeline.release.lineage import collect_lineage
+from prodcls_pipeline.release.package import LINEAGE_FILE, build_package, version_tags
+from prodcls_pipeline.release.promotion import (
+    PROMOTED,
+    PromotionRule,
+    decide,
+    render_decision,
+    score,
+)
+from prodcls_pipeline.release.registry import (
     CHAMPION,
     alias_version,
     attach_decision,
     register_model_version,
     set_alias,
 )
-from prodcls_pipeline.serving import IMAGE_COLUMN, load_model
-from prodcls_pipeline.tracking import tracking_uri
+from prodcls_pipeline.release.tracking import tracking_uri
+from prodcls_serving.model import IMAGE_COLUMN, load_model
 
 if TYPE_CHECKING:
-    from prodcls_pipeline.images import ImageStore
+    from prodcls_pipeline.data.images import ImageStore
 
 DECISION_FILE = "promotion.json"
 DECISION_MARKDOWN_FILE = "promotion.md"

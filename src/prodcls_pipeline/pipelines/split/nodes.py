@@ -4,7 +4,7 @@ from typing import Any
 
 import pandas as pd
 
-from prodcls_pipeline import splitting
+from prodcls_pipeline.data import splitting
 
 
 def split_manifest(

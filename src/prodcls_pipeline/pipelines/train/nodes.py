@@ -10,25 +10,24 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from prodcls_pipeline.activations import activation_key, split_backbone
-from prodcls_pipeline.augmentation import augmented_views, build_train_transform
-from prodcls_pipeline.backbones import (
-    Preprocessing,
-    backbone_identity,
-    create_backbone,
-    eval_transform,
-    preprocessing_for,
-)
-from prodcls_pipeline.checkpoint_store import CheckpointStore
-from prodcls_pipeline.classifier import make_checkpoint
-from prodcls_pipeline.embeddings import (
+from prodcls_pipeline.data.augmentation import augmented_views, build_train_transform
+from prodcls_pipeline.data.images import ImageStore
+from prodcls_pipeline.data.preprocessing import Preprocessing, eval_transform
+from prodcls_pipeline.models.backbone_split import activation_key, split_backbone
+from prodcls_pipeline.models.backbones import backbone_identity, create_backbone, preprocessing_for
+from prodcls_pipeline.models.classifier import make_checkpoint
+from prodcls_pipeline.release.tracking import tracking_uri, use_project_tracking
+from prodcls_pipeline.runtime.sessions import available_cores, onnx_encoder
+from prodcls_pipeline.training.checkpoints import CheckpointStore
+from prodcls_pipeline.training.embedding_cache import (
     CLEAN_VIEW,
     EmbeddingStore,
     augmented_view_names,
     embed_missing,
     image_seed,
 )
-from prodcls_pipeline.finetune import (
+from prodcls_pipeline.training.loop import TrainingConfig, TrainingResult, resolve_device
+from prodcls_pipeline.training.modes import (
     MODES,
     LabelledSplits,
     fit_full,
@@ -36,11 +35,7 @@ from prodcls_pipeline.finetune import (
     fit_partial,
     run_fingerprint,
 )
-from prodcls_pipeline.images import ImageStore
-from prodcls_pipeline.inference import available_cores, onnx_encoder
-from prodcls_pipeline.tracking import tracking_uri, use_project_tracking
-from prodcls_pipeline.training import TrainingConfig, TrainingResult, resolve_device
-from prodcls_pipeline.training_data import ImageSamples, ViewImages
+from prodcls_pipeline.training.samples import ImageSamples, ViewImages
 
 logger = logging.getLogger(__name__)
 

@@ -4,13 +4,13 @@ from typing import Any
 
 import pandas as pd
 
-from prodcls_pipeline.quality import (
+from prodcls_pipeline.validation.checks import (
     ValidationRules,
     raise_if_failed,
     select_validated,
     validate_manifest,
 )
-from prodcls_pipeline.quality_report import render_markdown
+from prodcls_pipeline.validation.report import render_markdown
 
 
 def check_manifest(

@@ -1,0 +1,295 @@
+"""Drops of labelled photos: reading their two formats and building the manifest.
+
+A drop is a folder under the drops root, in one of two formats:
+
+- a folder tree `<label>/<image>`; deeper trees give the leaf folder as the fine label and its
+  parent as the coarse label (`<coarse>/<label>/<image>`);
+- a `labels.csv` with header `path,label[,split][,coarse_label]`, paths relative to the drop.
+
+Every non-hidden file found is a candidate; decoding decides whether it is an image.
+"""
+
+import csv
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from prodcls_pipeline.data.images import (
+    ImageRejected,
+    ImageStore,
+    decode_image,
+    sha256_bytes,
+    sha256_file,
+)
+
+logger = logging.getLogger(__name__)
+
+LABELS_FILE = "labels.csv"
+SPLITS = ("train", "val", "test")
+REQUIRED_COLUMNS = ("path", "label")
+OPTIONAL_COLUMNS = ("split", "coarse_label")
+
+MANIFEST_DTYPES = {
+    "sha256": "str",
+    "drop": "str",
+    "source_path": "str",
+    "label": "str",
+    "coarse_label": "str",
+    "pinned_split": "str",
+    "width": "int64",
+    "height": "int64",
+    "format": "str",
+    "bytes": "int64",
+    "status": "str",
+    "quarantine_reason": "str",
+}
+MANIFEST_COLUMNS = tuple(MANIFEST_DTYPES)
+
+
+class DropFormatError(ValueError):
+    """A drop (or a dataset to lay out as drops) that does not follow its declared format."""
+
+
+@dataclass(frozen=True)
+class DropFile:
+    """One candidate file of a drop. `problem` says why it cannot be used even if it decodes."""
+
+    drop: str
+    source_path: str
+    label: str
+    coarse_label: str
+    pinned_split: str
+    problem: str = ""
+
+
+def scan_drops(root: Path) -> list[DropFile]:
+    """Every candidate file of every drop folder under `root`, sorted by source path."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"Drops folder {root} does not exist")
+    files: list[DropFile] = []
+    for entry in sorted(root.iterdir()):
+        if _is_hidden(entry):
+            continue
+        if entry.is_dir():
+            files.extend(scan_drop(entry))
+        else:
+            logger.warning("Ignoring %s: files must be inside a drop folder", entry)
+    return sorted(files, key=lambda file: file.source_path)
+
+
+def scan_drop(drop_dir: Path) -> list[DropFile]:
+    """The candidate files of one drop folder, whichever its format."""
+    if (drop_dir / LABELS_FILE).is_file():
+        return _scan_labels_csv(drop_dir)
+    return _scan_folder_tree(drop_dir)
+
+
+def _is_hidden(path: Path) -> bool:
+    return path.name.startswith(".")
+
+
+def _walk_files(folder: Path) -> Iterator[Path]:
+    """Non-hidden files below `folder`, skipping hidden folders, in sorted order."""
+    for entry in sorted(folder.iterdir()):
+        if _is_hidden(entry):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            yield from _walk_files(entry)
+        elif entry.is_file():
+            yield entry
+
+
+def _scan_folder_tree(drop_dir: Path) -> list[DropFile]:
+    files = []
+    for path in _walk_files(drop_dir):
+        parts = path.relative_to(drop_dir).parts
+        label = parts[-2] if len(parts) >= 2 else ""
+        coarse_label = parts[-3] if len(parts) >= 3 else ""
+        problem = "" if label else "no label: file is not inside a label folder"
+        files.append(
+            DropFile(
+                drop=drop_dir.name,
+                source_path=f"{drop_dir.name}/{'/'.join(parts)}",
+                label=label,
+                coarse_label=coarse_label,
+                pinned_split="",
+                problem=problem,
+            )
+        )
+    return files
+
+
+def _scan_labels_csv(drop_dir: Path) -> list[DropFile]:
+    labelled = {
+        relative: DropFile(
+            drop=drop_dir.name,
+            source_path=f"{drop_dir.name}/{relative}",
+            label=row["label"],
+            coarse_label=row.get("coarse_label", ""),
+            pinned_split=row.get("split", ""),
+        )
+        for relative, row in read_labels_csv(drop_dir).items()
+    }
+    unlisted = [
+        DropFile(
+            drop=drop_dir.name,
+            source_path=f"{drop_dir.name}/{relative}",
+            label="",
+            coarse_label="",
+            pinned_split="",
+            problem=f"no label: file is not listed in {LABELS_FILE}",
+        )
+        for relative in _relative_files(drop_dir)
+        if relative not in labelled and relative != LABELS_FILE
+    ]
+    return [*labelled.values(), *unlisted]
+
+
+def _relative_files(folder: Path) -> list[str]:
+    return [path.relative_to(folder).as_posix() for path in _walk_files(folder)]
+
+
+def read_labels_csv(drop_dir: Path) -> dict[str, dict[str, str]]:
+    """The rows of `drop_dir/labels.csv` keyed by normalised relative path, checked strictly."""
+    csv_path = drop_dir / LABELS_FILE
+    where = f"drop {drop_dir.name!r}, {LABELS_FILE}"
+    with csv_path.open(newline="", encoding="utf-8-sig") as stream:
+        reader = csv.reader(stream)
+        header = [column.strip() for column in next(reader, [])]
+        _check_header(header, where)
+        rows: dict[str, dict[str, str]] = {}
+        for fields in reader:
+            if not any(field.strip() for field in fields):
+                continue
+            line = f"{where}, line {reader.line_num}"
+            if len(fields) != len(header):
+                raise DropFormatError(
+                    f"{line}: expected {len(header)} fields ({','.join(header)}), "
+                    f"found {len(fields)}"
+                )
+            row = dict(zip(header, (field.strip() for field in fields), strict=True))
+            relative = _check_row(drop_dir, row, line)
+            if relative in rows:
+                raise DropFormatError(f"{line}: {relative!r} is listed twice")
+            rows[relative] = row
+    return rows
+
+
+def _check_header(header: list[str], where: str) -> None:
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        raise DropFormatError(
+            f"{where}: missing column(s) {', '.join(missing)} "
+            f"(header must be path,label[,split][,coarse_label], found {','.join(header)!r})"
+        )
+    unknown = [column for column in header if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown or len(set(header)) != len(header):
+        raise DropFormatError(
+            f"{where}: unexpected or repeated column(s) in header {','.join(header)!r} "
+            f"(allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)})"
+        )
+
+
+def _check_row(drop_dir: Path, row: dict[str, str], line: str) -> str:
+    if not row["path"]:
+        raise DropFormatError(f"{line}: empty path")
+    if not row["label"]:
+        raise DropFormatError(f"{line}: empty label for {row['path']!r}")
+    split = row.get("split", "")
+    if split not in ("", *SPLITS):
+        raise DropFormatError(
+            f"{line}: split {split!r} is not one of {', '.join(SPLITS)} (or empty)"
+        )
+    drop_root = drop_dir.resolve()
+    target = (drop_dir / row["path"]).resolve()
+    if not target.is_relative_to(drop_root):
+        raise DropFormatError(f"{line}: path {row['path']!r} escapes the drop folder")
+    if not target.is_file():
+        raise DropFormatError(f"{line}: path {row['path']!r} does not exist")
+    relative = target.relative_to(drop_root).as_posix()
+    if relative == LABELS_FILE:
+        raise DropFormatError(f"{line}: {LABELS_FILE} cannot label itself")
+    return relative
+
+
+def build_manifest(
+    root: Path,
+    files: list[DropFile],
+    store: ImageStore,
+    max_side: int,
+    max_pixels: int,
+    max_source_bytes: int,
+    quality: int,
+) -> pd.DataFrame:
+    """One manifest row per file; only images whose sha256 the store has not seen are decoded."""
+    rows = []
+    decoded = reused = 0
+    for file in tqdm(files, desc="ingest", unit="file", disable=None):
+        path = root / file.source_path
+        size = path.stat().st_size
+        if size > max_source_bytes:
+            sha256 = sha256_file(path)
+            record = _quarantine_record(f"file too large ({size} bytes > {max_source_bytes})")
+        else:
+            data = path.read_bytes()
+            sha256 = sha256_bytes(data)
+            if sha256 not in store:
+                _decode_into(store, sha256, data, max_side, max_pixels, quality)
+                decoded += 1
+            else:
+                reused += 1
+            record = store.record(sha256)
+        if file.problem:
+            record = {**record, "status": "quarantined", "quarantine_reason": file.problem}
+        rows.append(_manifest_row(file, sha256, size, record))
+    store.flush()
+    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(MANIFEST_DTYPES)
+    quarantined = int((manifest["status"] == "quarantined").sum())
+    logger.info(
+        "decoded %d new, reused %d from the image store; manifest of %d files, %d quarantined",
+        decoded,
+        reused,
+        len(manifest),
+        quarantined,
+    )
+    return manifest
+
+
+def _decode_into(
+    store: ImageStore, sha256: str, data: bytes, max_side: int, max_pixels: int, quality: int
+) -> None:
+    try:
+        store.put(sha256, decode_image(data, max_side, max_pixels), quality=quality)
+    except ImageRejected as rejection:
+        store.put(sha256, None, reason=rejection.reason)
+
+
+def _quarantine_record(reason: str) -> dict:
+    return {
+        "width": 0,
+        "height": 0,
+        "format": "",
+        "status": "quarantined",
+        "quarantine_reason": reason,
+    }
+
+
+def _manifest_row(file: DropFile, sha256: str, size: int, record: dict) -> dict:
+    return {
+        "sha256": sha256,
+        "drop": file.drop,
+        "source_path": file.source_path,
+        "label": file.label,
+        "coarse_label": file.coarse_label,
+        "pinned_split": file.pinned_split,
+        "width": record["width"],
+        "height": record["height"],
+        "format": record["format"],
+        "bytes": size,
+        "status": record["status"],
+        "quarantine_reason": record["quarantine_reason"],
+    }

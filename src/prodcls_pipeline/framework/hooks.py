@@ -1,0 +1,43 @@
+"""Project hooks: point a failed validation gate at the report a person should read."""
+
+import logging
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from prodcls_pipeline.core.errors import GateError
+
+# Catalog names of the validation reports, and how to introduce each one to the reader.
+REPORT_DATASETS = {
+    "validation_report_markdown": "Validation report",
+    "validation_report": "Validation report (JSON)",
+}
+
+logger = logging.getLogger(__name__)
+
+
+class ValidationReportHook:
+    """Adds the validation reports' file paths to a gate's error, so `dvc repro` ends with them.
+
+    The gate node stays a pure function of its inputs; only the catalog knows where the reports
+    are written, and this hook reads that from the catalog configuration.
+    """
+
+    def __init__(self) -> None:
+        self._report_lines: list[str] = []
+
+    @hook_impl
+    def after_catalog_created(self, conf_catalog: dict[str, Any]) -> None:
+        self._report_lines = [
+            f"{title}: {conf_catalog[name]['filepath']}"
+            for name, title in REPORT_DATASETS.items()
+            if "filepath" in conf_catalog.get(name, {})
+        ]
+
+    @hook_impl
+    def on_node_error(self, error: Exception) -> None:
+        if not isinstance(error, GateError):
+            return
+        for line in self._report_lines:
+            error.add_note(line)
+        logger.error("%s", "\n".join([str(error), *self._report_lines]))

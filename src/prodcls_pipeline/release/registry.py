@@ -1,0 +1,111 @@
+"""A new MLflow model version for a model package, logged into the run that trained it, and the
+aliases that say which version is in service (`champion`) and which was registered last
+(`challenger`).
+
+Nothing here reaches the network: pip requirements are pinned from the installed versions, so
+MLflow never infers or locks them, and the store is the project's sqlite file.
+"""
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from prodcls_pipeline.release.tracking import tracking_uri as project_tracking_uri
+from prodcls_serving.model import log_pyfunc_model
+
+PACKAGE_ARTIFACT_PATH = "package"
+DECISION_ARTIFACT_PATH = "promotion"
+MODEL_ARTIFACT_NAME = "model"
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+class RunNotFoundError(LookupError):
+    """The training run named in mlflow_run.json is not in this tracking store."""
+
+
+def register_model_version(
+    package: dict[str, bytes],
+    run: dict[str, str],
+    model_name: str,
+    tags: dict[str, str],
+    input_example_images: list[bytes],
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Log `package` into the training run as files and as a pyfunc model (images in, labels
+    out), register that model as a new version and point the `challenger` alias at it.
+
+    Returns {model_name, version, run_id, model_uri, source_uri, package_uri, tags}. The
+    `champion` alias is left alone: promotion is a separate, gated decision.
+    """
+    mlflow.set_tracking_uri(tracking_uri or project_tracking_uri())
+    run_id = run["run_id"]
+    _require_run(run)
+    with tempfile.TemporaryDirectory() as folder, mlflow.start_run(run_id=run_id):
+        package_dir = Path(folder) / PACKAGE_ARTIFACT_PATH
+        _write_files(package, package_dir)
+        mlflow.log_artifacts(str(package_dir), artifact_path=PACKAGE_ARTIFACT_PATH)
+        logged = log_pyfunc_model(package_dir, MODEL_ARTIFACT_NAME, input_example_images)
+    model_version = mlflow.register_model(logged.model_uri, model_name, tags=tags)
+    version = int(model_version.version)
+    set_alias(model_name, CHALLENGER, version)
+    return {
+        "model_name": model_name,
+        "version": version,
+        "run_id": run_id,
+        "model_uri": f"models:/{model_name}/{version}",
+        "source_uri": logged.model_uri,
+        "package_uri": f"runs:/{run_id}/{PACKAGE_ARTIFACT_PATH}",
+        "tags": dict(tags),
+    }
+
+
+def _require_run(run: dict[str, str]) -> None:
+    try:
+        mlflow.get_run(run["run_id"])
+    except MlflowException as error:
+        raise RunNotFoundError(
+            f"Training run {run['run_id']} is not in {mlflow.get_tracking_uri()} "
+            f"(the train stage recorded {run.get('tracking_uri', 'no tracking URI')}). "
+            "Re-run the train stage against this store, or set MLFLOW_TRACKING_URI to that one."
+        ) from error
+
+
+def _write_files(files: dict[str, bytes], folder: Path) -> None:
+    for name, data in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def _log_files(files: dict[str, bytes], artifact_path: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        _write_files(files, Path(folder))
+        mlflow.log_artifacts(folder, artifact_path=artifact_path)
+
+
+def alias_version(model_name: str, alias: str) -> int | None:
+    """The version `alias` points at, or None when the alias (or the model) does not exist."""
+    try:
+        return int(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(model_name: str, alias: str, version: int) -> None:
+    MlflowClient().set_registered_model_alias(model_name, alias, str(version))
+
+
+def attach_decision(
+    model_name: str, version: int, run_id: str, files: dict[str, bytes], tags: dict[str, str]
+) -> None:
+    """Keep the promotion decision with the version it judged: files in its run, tags on it."""
+    with mlflow.start_run(run_id=run_id):
+        _log_files(files, f"{DECISION_ARTIFACT_PATH}/v{version}")
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value)

@@ -1,0 +1,267 @@
+"""The benchmark helpers: params merge, configuration files, result rows. No pipeline runs here."""
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import helper
+from torch import nn
+
+from benchmarks import common, compression, grocery_accuracy, int8_speedup
+from prodcls_pipeline.models.onnx_export import export_onnx
+
+BASE = {
+    "seed": 42,
+    "train": {"mode": "head", "views_per_image": 2, "adversarial": {"enabled": False}},
+}
+
+
+def test_merge_overrides_nested_keys_and_leaves_the_inputs_alone() -> None:
+    overrides = {"train": {"mode": "partial", "adversarial": {"enabled": True}}}
+    merged = common.merge_params(BASE, overrides)
+    assert merged == {
+        "seed": 42,
+        "train": {"mode": "partial", "views_per_image": 2, "adversarial": {"enabled": True}},
+    }
+    assert BASE["train"]["mode"] == "head" and BASE["train"]["adversarial"]["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"trian": {"mode": "full"}}, "Unknown param 'trian'"),
+        (
+            {"train": {"adversarial": {"enabeld": True}}},
+            "Unknown param 'train.adversarial.enabeld'",
+        ),
+        ({"train": "full"}, "'train' is a section"),
+        ({"seed": {"value": 1}}, "'seed' is a single value"),
+    ],
+)
+def test_merge_rejects_what_params_yaml_does_not_have(overrides: dict, message: str) -> None:
+    with pytest.raises(common.ConfigurationError, match=message):
+        common.merge_params(BASE, overrides)
+
+
+def write_config(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_configuration_file_gives_description_and_overrides(tmp_path: Path) -> None:
+    write_config(tmp_path, "noaug", "description: no views\ntrain:\n  views_per_image: 0\n")
+    [configuration] = common.load_configurations(["noaug"], BASE, tmp_path)
+    assert configuration.name == "noaug" and configuration.description == "no views"
+    assert configuration.params(BASE)["train"]["views_per_image"] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("description: typo\ntrian:\n  mode: full\n", "Unknown param 'trian'"),
+        ("train:\n  mode: full\n", "needs a non-empty `description`"),
+        ("- a list\n", "expected a mapping"),
+    ],
+)
+def test_invalid_configuration_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
+    path = write_config(tmp_path, "bad", text)
+    with pytest.raises(common.ConfigurationError, match=message) as error:
+        common.load_configuration(path, BASE)
+    assert str(path) in str(error.value)
+
+
+def test_unknown_configuration_name_lists_the_available_ones(tmp_path: Path) -> None:
+    write_config(tmp_path, "head", "description: defaults\n")
+    with pytest.raises(common.ConfigurationError, match="available: head"):
+        common.load_configurations(["haed"], BASE, tmp_path)
+
+
+def test_bundled_configurations_fit_params_yaml() -> None:
+    names = sorted(path.stem for path in common.CONFIGS_DIR.glob("*.yaml"))
+    assert set(grocery_accuracy.DEFAULT_CONFIGS) | {"full"} <= set(names)
+    base = common.read_params()
+    trains = {
+        configuration.name: configuration.params(base)["train"]
+        for configuration in common.load_configurations(names, base)
+    }
+    assert trains["default"] == base["train"], "`default` must be params.yaml as shipped"
+    assert trains["default-adv"]["adversarial"]["enabled"] is True
+    assert {**trains["default-adv"], "adversarial": base["train"]["adversarial"]} == base["train"]
+    assert trains["head-noaug"]["mode"] == "head" and trains["partial-adv"]["mode"] == "partial"
+    assert trains["full"]["mode"] == "full"
+
+
+PARAMS = {"train": {"mode": "partial", "backbone": "efficientnet_lite0"}}
+METRICS = {"top1": 0.81, "coarse_top1": 0.87, "macro_f1": 0.79, "top5": 0.97}
+
+
+def test_result_row_has_exactly_the_schema_fields() -> None:
+    row = grocery_accuracy.result_row("partial", PARAMS, METRICS, 123.456, "cpu", "grocery-store")
+    assert tuple(row) == grocery_accuracy.FIELDS
+    assert row == {
+        "config": "partial",
+        "mode": "partial",
+        "backbone": "efficientnet_lite0",
+        "fine_top1": 0.81,
+        "coarse_top1": 0.87,
+        "macro_f1": 0.79,
+        "fgsm_top1": None,  # metrics.json without an FGSM score
+        "train_seconds": 123.5,
+        "device": "cpu",
+        "dataset": "grocery-store",
+    }
+    with_fgsm = grocery_accuracy.result_row("p", PARAMS, METRICS | {"fgsm_top1": 0.4}, 1, "cpu", "")
+    assert with_fgsm["fgsm_top1"] == 0.4
+
+
+def test_compression_rows_follow_the_schema_and_mark_the_deployed_variant() -> None:
+    measured = {
+        "size_mb": 13.4,
+        "params": 4_000_000,
+        "nonzero_params": 4_000_000,
+        "ips_b1": 40.0,
+        "ips_b32": 90.0,
+        "p50_ms": 24.0,
+        "p95_ms": 30.0,
+        "top1": 0.8,
+        "macro_f1": 0.78,
+        "delta_top1": 0.0,
+        "method": "as is",
+    }
+    report = {
+        "deployable": "int8",
+        "variants": {
+            "fp32": {"variant": "fp32", **measured},
+            "int8": {"variant": "int8", **measured, "ips_b32": 300.0},
+        },
+    }
+    rows = compression.report_rows(report, "params.yaml", "grocery-store")
+    assert [tuple(row) for row in rows] == [compression.FIELDS] * 2
+    assert [(row["variant"], row["deployed"]) for row in rows] == [("fp32", False), ("int8", True)]
+    assert rows[1]["ips_b32"] == 300.0 and rows[1]["config"] == "params.yaml"
+
+
+def test_operator_kinds_are_told_apart_by_convolution_shape() -> None:
+    def conv(name: str, kernel: list[int], group: int) -> onnx.NodeProto:
+        return helper.make_node(
+            "Conv", ["x", "w"], [name], name=name, kernel_shape=kernel, group=group
+        )
+
+    nodes = [
+        conv("pointwise", [1, 1], 1),
+        conv("depthwise", [3, 3], 32),
+        conv("stem", [3, 3], 1),
+        helper.make_node("QLinearConv", ["x"], ["q"], kernel_shape=[1, 1]),
+        helper.make_node("Add", ["x", "y"], ["z"]),
+    ]
+    assert [int8_speedup.node_part(node) for node in nodes] == [
+        int8_speedup.POINTWISE,
+        int8_speedup.DEPTHWISE,
+        int8_speedup.FULL_CONV,
+        int8_speedup.POINTWISE,
+        int8_speedup.OTHER,
+    ]
+    assert [
+        int8_speedup.openvino_part(node_type, exec_type)
+        for node_type, exec_type in [
+            ("GroupConvolution", "brgconv_avx512_dw_I8"),
+            ("Convolution", "brgconv_avx512_1x1_I8"),
+            ("Convolution", "brgconv_avx512_I8"),
+            ("FakeQuantize", "jit_avx512_f32"),
+        ]
+    ] == [
+        int8_speedup.DEPTHWISE,
+        int8_speedup.POINTWISE,
+        int8_speedup.FULL_CONV,
+        int8_speedup.OTHER,
+    ]
+
+
+def test_speedup_rows_give_each_part_its_speedup_and_share_of_int8_time() -> None:
+    parts = {
+        "fp32": {int8_speedup.POINTWISE: 100.0, int8_speedup.DEPTHWISE: 40.0},
+        "int8": {int8_speedup.POINTWISE: 25.0, int8_speedup.DEPTHWISE: 20.0, "other ops": 5.0},
+    }
+    rows = int8_speedup.part_rows("rt", {"fp32": 150.0, "int8": 60.0}, parts, "lite0", 2)
+    assert [tuple(row) for row in rows] == [int8_speedup.FIELDS] * 5
+    by_part = {row["part"]: row for row in rows}
+    assert by_part["whole model"]["speedup"] == 2.5 and by_part["whole model"]["int8_share"] == 1
+    assert by_part["pointwise conv"]["speedup"] == 4.0
+    assert by_part["pointwise conv"]["int8_share"] == 0.5
+    assert by_part["depthwise conv"]["speedup"] == 2.0
+    assert by_part["full conv"]["speedup"] is None  # no such operator in either model
+
+
+def test_onnxruntime_profiler_splits_a_model_by_operator_kind(tmp_path: Path) -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16),
+        nn.Conv2d(16, 32, 1),
+    )
+    path = tmp_path / "model.onnx"
+    path.write_bytes(export_onnx(model, input_size=32))
+    profiler = int8_speedup.OnnxRuntimeProfiler(path)
+    batch = int8_speedup.input_batch(path, batch_size=4)
+    assert batch.shape == (4, 3, 32, 32)
+    for _ in range(3):
+        profiler.run(batch)
+    parts = profiler.part_times()
+    kinds = {int8_speedup.POINTWISE, int8_speedup.DEPTHWISE, int8_speedup.FULL_CONV}
+    assert kinds <= set(parts)
+    assert all(parts[kind] > 0 for kind in kinds)
+
+
+def test_missing_compress_outputs_name_the_stage_to_run(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="dvc repro compress"):
+        int8_speedup.model_paths(tmp_path)
+
+
+def test_compact_webp_copy_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "grocery-store-gpu" / "train").mkdir(parents=True)
+    (tmp_path / "grocery-store-gpu" / "train" / "a.webp").write_bytes(b"")
+    assert "compact .webp copy" in common.dataset_label(tmp_path / "grocery-store-gpu")
+    (tmp_path / "jpegs").mkdir()
+    assert common.dataset_label(tmp_path / "jpegs") == "jpegs"
+
+
+def row(config: str, dataset: str, top1: float) -> dict:
+    return grocery_accuracy.result_row(config, PARAMS, METRICS | {"top1": top1}, 1, "cpu", dataset)
+
+
+def test_results_replace_rows_of_the_same_configuration_and_dataset(tmp_path: Path) -> None:
+    fields, key = grocery_accuracy.FIELDS, grocery_accuracy.RESULT_KEY
+    common.write_results(
+        "bench", [row("head", "a", 0.5), row("full", "a", 0.6)], fields, key, tmp_path
+    )
+    path = common.write_results(
+        "bench", [row("head", "a", 0.7), row("head", "b", 0.8)], fields, key, tmp_path
+    )
+    written = json.loads(path.read_text())
+    assert [(r["config"], r["dataset"], r["fine_top1"]) for r in written] == [
+        ("full", "a", 0.6),
+        ("head", "a", 0.7),
+        ("head", "b", 0.8),
+    ]
+
+
+def test_rows_with_other_fields_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="differ"):
+        common.write_results(
+            "bench", [{"config": "head"}], ("config", "mode"), ("config",), tmp_path
+        )
+
+
+def test_table_shows_every_field_and_missing_values_as_dashes() -> None:
+    table = common.format_table([row("head", "grocery-store", 0.81234)], grocery_accuracy.FIELDS)
+    header, _, line = table.splitlines()
+    assert header.split() == list(grocery_accuracy.FIELDS)
+    assert "0.8123" in line and " - " in line and " 1.0 " in line
+
+
+def test_table_without_rows_is_just_the_header() -> None:
+    assert common.format_table([], ("config", "fine_top1")).splitlines()[0].split() == [
+        "config",
+        "fine_top1",
+    ]

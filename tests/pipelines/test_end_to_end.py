@@ -1,0 +1,303 @@
+"""The whole loop, run by `dvc repro` on a temp copy of the project with the bundled sample.
+
+One module-scoped project is driven through the user's story in order: first drop (its model
+becomes the champion), no-op repro, a changed train param that makes a worse model (it stays the
+challenger), a second drop, then a bad drop stopped by the validate gate.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image, ImageOps
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "sample" / "grocery-store-mini"
+COPIED = [
+    "conf",
+    "src",
+    "sample",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "requirements.lock",
+    ".dvc",
+    ".dvcignore",
+    ".gitignore",
+]
+E2E_ROBUSTNESS_IMAGES = 16
+E2E_FINE_TUNE_IMAGES = 64
+VARIANTS = {"fp32", "int8", "unstructured-30", "channels-25", "distilled-channels-50"}
+STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package"]
+
+
+def run(project: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "GX_ANALYTICS_ENABLED": "false",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    }
+    result = subprocess.run(
+        command, check=False, cwd=project, env=env, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def reporting(project: Path, name: str) -> Path:
+    return project / "data" / "08_reporting" / name
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("e2e") / "prodcls"
+    root.mkdir()
+    for name in COPIED:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                root / name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache"),
+            )
+        else:
+            shutil.copy2(source, root / name)
+    params_file = root / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    # Attacks on every test image would make each evaluate run minutes; the scores are
+    # exercised, their precision is not.
+    params["evaluate"]["robustness_images"] = E2E_ROBUSTNESS_IMAGES
+    # Likewise the pruning recoveries and the distillation: real, but on a few images.
+    params["compress"]["fine_tune_images"] = E2E_FINE_TUNE_IMAGES
+    params["compress"]["distillation"]["epochs"] = 1
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    for layer in [
+        "01_raw/drops",
+        "02_intermediate",
+        "03_primary",
+        "04_feature",
+        "06_models",
+        "07_model_output",
+        "08_reporting",
+    ]:
+        (root / "data" / layer).mkdir(parents=True, exist_ok=True)
+    run(root, "git", "init", "-q")
+    run(root, "git", "add", "-A")
+    run(
+        root,
+        "git",
+        "-c",
+        "user.name=test",
+        "-c",
+        "user.email=test@example.com",
+        "commit",
+        "-qm",
+        "copy",
+    )
+    staging = root.parent / "staging"
+    run(root, "prodcls", "drops", str(SAMPLE), "--dest", str(staging), "--count", "2")
+    return root
+
+
+@pytest.fixture(scope="module")
+def staging(project: Path) -> Path:
+    return project.parent / "staging"
+
+
+def land(project: Path, staging: Path, drop: str) -> None:
+    shutil.copytree(staging / drop, project / "data" / "01_raw" / "drops" / drop)
+
+
+def aliases(project: Path) -> dict[str, int]:
+    script = (
+        "import json, mlflow; from prodcls_pipeline.release.tracking import tracking_uri;"
+        "mlflow.set_tracking_uri(tracking_uri());"
+        "print(json.dumps(dict(mlflow.MlflowClient().get_registered_model('prodcls').aliases)))"
+    )
+    output = run(project, sys.executable, "-c", script).stdout.strip().splitlines()[-1]
+    return {name: int(version) for name, version in json.loads(output).items()}
+
+
+def predict(project: Path, image: Path, *model: str) -> dict:
+    output = run(project, "prodcls", "predict", str(image), "--json", *model).stdout
+    [prediction] = json.loads(output)
+    return prediction
+
+
+def registered_versions(project: Path) -> int:
+    script = (
+        "import mlflow,sys; from prodcls_pipeline.release.tracking import tracking_uri;"
+        "mlflow.set_tracking_uri(tracking_uri());"
+        "print(len(mlflow.MlflowClient().search_model_versions(\"name='prodcls'\")))"
+    )
+    return int(run(project, sys.executable, "-c", script).stdout.strip().splitlines()[-1])
+
+
+def test_first_drop_runs_every_stage(project: Path, staging: Path) -> None:
+    land(project, staging, "drop-001")
+    run(project, "dvc", "repro")
+
+    metrics = read_json(reporting(project, "metrics.json"))
+    assert metrics["test_images"] > 0 and 0.0 <= metrics["top1"] <= 1.0
+    assert metrics["top1"] > 1.5 / metrics["classes"], (
+        "no better than chance: training did not work"
+    )
+    assert metrics["robustness_images"] == E2E_ROBUSTNESS_IMAGES
+    assert {"ece", "fgsm_top1", "pgd_top1", "corruption_top1_mean"} <= metrics.keys()
+    for plot in [
+        "confusion_matrix.png",
+        "coarse_confusion_matrix.png",
+        "reliability_diagram.png",
+        "worst_mistakes.png",
+    ]:
+        assert reporting(project, plot).read_bytes().startswith(b"\x89PNG"), plot
+    assert (project / "data" / "06_models" / "checkpoints" / "latest.pt").is_file()
+    assert read_json(reporting(project, "validation_report.json"))["success"] is True
+    assert reporting(project, "validation_report.md").is_file()
+    registration = read_json(reporting(project, "registration.json"))
+    assert registration["version"] in (1, "1")
+    assert registered_versions(project) == 1
+
+    compression = read_json(reporting(project, "compression_report.json"))
+    assert set(compression["variants"]) == VARIANTS
+    assert compression["deployable"] in VARIANTS
+    assert (
+        f"**{compression['deployable']}** (deployed)"
+        in reporting(project, "compression_report.md").read_text()
+    )
+    assert {
+        path.stem for path in (project / "data/07_model_output/onnx").glob("*.onnx")
+    } == VARIANTS
+    promotion = read_json(reporting(project, "promotion.json"))
+    assert promotion["verdict"] == "promoted", promotion
+    assert promotion["reason"].startswith("no champion yet: the floor alone decides")
+    assert aliases(project) == {"champion": 1, "challenger": 1}
+    card = (project / "data/07_model_output/package/MODEL_CARD.md").read_text()
+    assert f"Model card: prodcls ({compression['deployable']})" in card
+
+
+def test_pipelines_and_dag_have_the_eight_stages(project: Path) -> None:
+    registry = run(project, "kedro", "registry", "list").stdout
+    assert all(f"- {stage}" in registry for stage in STAGES), registry
+    dag = run(project, "dvc", "dag", "--md").stdout
+    assert all(stage in dag for stage in STAGES), dag
+
+
+def test_repro_after_a_full_run_runs_nothing(project: Path) -> None:
+    output = run(project, "dvc", "repro").stdout
+    assert "Running stage" not in output, output
+    assert "up to date" in run(project, "dvc", "status").stdout
+
+
+def test_a_worse_model_stays_challenger_and_predict_keeps_the_champion(project: Path) -> None:
+    image = next((project / "data" / "01_raw" / "drops" / "drop-001").rglob("*.jpg"))
+    champion_answer = predict(project, image)
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    # One epoch at a hundredth of the learning rates: a model far below the floor.
+    for rate in ("learning_rate", "backbone_learning_rate"):
+        params["train"][rate] = params["train"][rate] / 100
+    params["train"]["max_epochs"] = 1
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"train"}
+    output = run(project, "dvc", "repro").stdout
+    ran = {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+    assert ran == {"train", "evaluate", "compress", "package"}, output[-3000:]
+    assert registered_versions(project) == 2
+
+    promotion = read_json(reporting(project, "promotion.json"))
+    assert promotion["verdict"] == "rejected", promotion
+    assert promotion["challenger"]["version"] == 2 and promotion["champion"]["version"] == 1
+    challenger, champion = promotion["challenger"]["metrics"], promotion["champion"]["metrics"]
+    assert challenger["test_images"] == champion["test_images"]
+    assert challenger["top1"] < champion["top1"]
+    assert "below the floor" in promotion["reason"]
+    assert "**Verdict: rejected.**" in reporting(project, "promotion.md").read_text()
+    assert aliases(project) == {"champion": 1, "challenger": 2}
+    assert (
+        predict(project, image)
+        == champion_answer
+        == predict(project, image, "--model", "models:/prodcls/1")
+    )
+    assert predict(project, image, "--model", "models:/prodcls/2") != champion_answer
+
+
+def test_second_drop_keeps_splits_and_decodes_only_new_images(project: Path, staging: Path) -> None:
+    splits_before = pd.read_parquet(project / "data" / "03_primary" / "splits.parquet")
+    store = project / "data" / "02_intermediate" / "images"
+    stored_before = {p: p.stat().st_mtime_ns for p in store.rglob("*.jpg")}
+    metrics_before = read_json(reporting(project, "metrics.json"))
+
+    land(project, staging, "drop-002")
+    output = run(project, "dvc", "repro").stdout
+
+    manifest = pd.read_parquet(project / "data" / "02_intermediate" / "manifest.parquet")
+    new_images = manifest.loc[manifest["drop"] == "drop-002", "sha256"].nunique()
+    stored_after = {p: p.stat().st_mtime_ns for p in store.rglob("*.jpg")}
+    assert all(stored_after[p] == mtime for p, mtime in stored_before.items())
+    assert len(stored_after) - len(stored_before) == new_images
+    assert f"decoded {new_images} new" in output, output[-3000:]
+
+    splits_after = pd.read_parquet(project / "data" / "03_primary" / "splits.parquet")
+    kept = splits_before.merge(splits_after, on="sha256", suffixes=("_before", "_after"))
+    assert len(kept) == len(splits_before)
+    assert (kept["split_before"] == kept["split_after"]).all()
+
+    metrics_after = read_json(reporting(project, "metrics.json"))
+    assert metrics_after["test_images"] > metrics_before["test_images"]
+    assert registered_versions(project) == 3
+
+
+def test_bad_drop_stops_at_the_validate_gate(project: Path) -> None:
+    drops = project / "data" / "01_raw" / "drops"
+    bad = drops / "drop-bad"
+    existing = sorted((drops / "drop-001").rglob("*.jpg"))
+    (bad / "Banana").mkdir(parents=True)
+    (bad / "Lime").mkdir(parents=True)
+    bananas = [path for path in existing if "Banana" in path.parts][:5]
+    for index, image in enumerate(bananas):
+        ImageOps.mirror(Image.open(image)).save(bad / "Banana" / f"mirrored_{index}.jpg")
+    conflict_source = next(p for p in existing if "Banana" not in str(p))
+    shutil.copy2(conflict_source, bad / "Lime" / "relabelled.jpg")
+    (bad / "Banana" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a complete jpeg")
+    raw_before = tree_digest(drops)
+    model_before = tree_digest(project / "data" / "07_model_output" / "package")
+
+    result = run(project, "dvc", "repro", check=False)
+
+    assert result.returncode != 0
+    combined = result.stdout + result.stderr
+    assert "validate" in combined and "validation_report.md" in combined
+    report = reporting(project, "validation_report.md").read_text()
+    assert "drop-bad/Banana/corrupt.jpg" in report
+    assert hashlib.sha256(conflict_source.read_bytes()).hexdigest() in report
+    assert read_json(reporting(project, "validation_report.json"))["success"] is False
+    assert tree_digest(drops) == raw_before
+    assert tree_digest(project / "data" / "07_model_output" / "package") == model_before
+    assert registered_versions(project) == 3

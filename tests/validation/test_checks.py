@@ -1,0 +1,257 @@
+"""The manifest's data contract (quality.py) and its Markdown page (quality_report.py)."""
+
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+
+from prodcls_pipeline.validation.checks import (
+    MANIFEST_COLUMNS,
+    ValidationGateError,
+    ValidationRules,
+    raise_if_failed,
+    select_validated,
+    validate_manifest,
+)
+from prodcls_pipeline.validation.report import render_markdown
+
+RULES = ValidationRules(
+    new_class_policy="allow",
+    min_images_per_class=3,
+    max_quarantine_fraction=0.2,
+    min_width=64,
+    min_height=64,
+    max_width=4000,
+    max_height=4000,
+    max_class_share_shift=0.3,
+)
+NO_PREVIOUS = pd.DataFrame()
+
+
+def sha(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def row(drop: str, label: str, name: str, **overrides) -> dict:
+    values = {
+        "sha256": sha(name),
+        "drop": drop,
+        "source_path": f"{drop}/{label}/{name}.jpg",
+        "label": label,
+        "coarse_label": "",
+        "pinned_split": "",
+        "width": 640,
+        "height": 480,
+        "format": "JPEG",
+        "bytes": 1000,
+        "status": "ok",
+        "quarantine_reason": "",
+    }
+    return values | overrides
+
+
+def manifest(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    return frame.astype({"width": "int64", "height": "int64", "bytes": "int64"})
+
+
+def clean_rows(drop: str = "drop-001", per_class: int = 4) -> list[dict]:
+    return [
+        row(drop, label, f"{label}-{i}") for label in ("apple", "pear") for i in range(per_class)
+    ]
+
+
+def check(report: dict, name: str) -> dict:
+    return next(item for item in report["checks"] if item["name"] == name)
+
+
+def failed_names(report: dict) -> set[str]:
+    return {item["name"] for item in report["checks"] if not item["success"]}
+
+
+def test_clean_manifest_passes_with_deterministic_json_report():
+    clean = manifest(clean_rows())
+    report = validate_manifest(clean, NO_PREVIOUS, RULES)
+    assert report["success"], failed_names(report)
+    assert report["counts"] == {
+        "files": 8, "ok": 8, "quarantined": 0, "images": 8, "classes": 2, "drops": 1,
+    }  # fmt: skip
+    assert report["new_classes"] == ["apple", "pear"]
+    assert "no previous manifest" in check(report, "known labels")["summary"]
+    assert len(report["checks"]) == 13
+    first = json.dumps(report, allow_nan=False, sort_keys=True)
+    assert json.dumps(validate_manifest(clean, NO_PREVIOUS, RULES), sort_keys=True) == first
+
+
+def test_corrupt_file_and_label_conflict_fail_naming_both():
+    rows = clean_rows()
+    rows.append(
+        row(
+            "drop-001",
+            "apple",
+            "broken",
+            width=0,
+            height=0,
+            format="",
+            status="quarantined",
+            quarantine_reason="cannot identify image file",
+        )  # fmt: skip
+    )
+    rows.append(row("drop-002", "pear", "apple-0"))  # same bytes as an apple, labelled pear
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+
+    assert not report["success"]
+    assert failed_names(report) == {"sha256 conflict"}
+    assert report["conflicts"] == [
+        {
+            "sha256": sha("apple-0"),
+            "labels": ["apple", "pear"],
+            "source_paths": ["drop-001/apple/apple-0.jpg", "drop-002/pear/apple-0.jpg"],
+        }
+    ]
+    assert report["quarantined"] == [
+        {
+            "drop": "drop-001",
+            "source_path": "drop-001/apple/broken.jpg",
+            "sha256": sha("broken"),
+            "reason": "cannot identify image file",
+        }
+    ]
+    markdown = render_markdown(report)
+    assert "FAILED" in markdown
+    assert "drop-001/apple/broken.jpg" in markdown
+    assert "cannot identify image file" in markdown
+    assert sha("apple-0") in markdown
+    assert "❌ sha256 conflict" in markdown
+
+
+def test_quarantine_fraction_per_drop():
+    rows = clean_rows()
+    rows += [
+        row("drop-001", "apple", f"bad-{i}", status="quarantined", quarantine_reason="truncated")
+        for i in range(3)
+    ]
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+    fraction = check(report, "quarantine fraction")
+    assert not fraction["success"]
+    assert "drop-001 has 3/11 quarantined" in fraction["summary"]
+    assert len(report["quarantined"]) == 3
+
+
+@pytest.mark.parametrize(("policy", "passes"), [("allow", True), ("fail", False)])
+def test_new_class_under_policy(policy: str, passes: bool):
+    previous = select_validated(manifest(clean_rows()))
+    rows = clean_rows() + [row("drop-002", "kiwi", f"kiwi-{i}") for i in range(3)]
+    rules = ValidationRules(**(vars(RULES) | {"new_class_policy": policy}))
+    report = validate_manifest(manifest(rows), previous, rules)
+    known = check(report, "known labels")
+    assert known["success"] is passes
+    assert report["new_classes"] == ["kiwi"]
+    assert "kiwi" in known["summary"]
+    assert "kiwi" in render_markdown(report)
+
+
+def test_class_below_minimum_is_named_with_its_count():
+    rows = clean_rows() + [row("drop-001", "plum", "plum-0"), row("drop-002", "plum", "plum-0")]
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+    per_class = check(report, "images per class")
+    assert not per_class["success"]
+    assert per_class["offending"] == [{"label": "plum", "images": 1}]
+    assert "plum has 1" in per_class["summary"]
+
+
+def test_image_size_bounds_apply_to_ok_rows_only():
+    rows = clean_rows()
+    rows[0]["width"] = 32
+    rows[1]["height"] = 5000
+    rows.append(row("drop-001", "apple", "bad", width=0, height=0, status="quarantined",
+                    quarantine_reason="not an image"))  # fmt: skip
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+    size = check(report, "image size")
+    assert not size["success"]
+    assert [item["source_path"] for item in size["offending"]] == [
+        rows[0]["source_path"],
+        rows[1]["source_path"],
+    ]
+
+
+def test_class_distribution_shift_fails_beyond_threshold():
+    previous = select_validated(manifest(clean_rows()))
+    rows = clean_rows() + [row("drop-002", "apple", f"apple-new-{i}") for i in range(20)]
+    report = validate_manifest(manifest(rows), previous, RULES)
+    distribution = check(report, "class distribution")
+    assert not distribution["success"]
+    assert [item["label"] for item in distribution["offending"]] == ["apple", "pear"]
+    apple = report["class_distribution"][0]
+    assert apple == {
+        "label": "apple", "previous_images": 4, "previous_share": 0.5,
+        "images": 24, "share": 0.8571, "share_change": 0.3571,
+    }  # fmt: skip
+    assert "Class distribution" in render_markdown(report)
+
+
+def test_broken_structure_fails_and_skips_content_checks():
+    broken = manifest(clean_rows()).drop(columns=["coarse_label"])
+    broken.loc[0, "status"] = "weird"
+    broken["sha256"] = broken["sha256"].str.upper()
+    report = validate_manifest(broken, NO_PREVIOUS, RULES)
+    assert failed_names(report) == {"schema"}
+    assert report["skipped"]
+    assert check(report, "schema")["offending"] == [
+        {"column": "coarse_label", "problem": "missing"}
+    ]
+    json.dumps(report, allow_nan=False)
+
+    bad_values = manifest(clean_rows())
+    bad_values.loc[0, "status"] = "weird"
+    bad_values.loc[1, "sha256"] = "not-a-hash"
+    report = validate_manifest(bad_values, NO_PREVIOUS, RULES)
+    assert failed_names(report) == {"status values", "sha256 format"}
+    assert check(report, "status values")["offending"][0]["status"] == "weird"
+
+
+def test_wrong_dtype_fails_column_types():
+    frame = manifest(clean_rows()).astype({"width": "float64"})
+    report = validate_manifest(frame, NO_PREVIOUS, RULES)
+    types = check(report, "column types")
+    assert not types["success"]
+    assert types["offending"] == [{"column": "width", "expected": "int64", "observed": "float64"}]
+
+
+def test_gate_names_each_failed_check_on_its_own_line():
+    rows = clean_rows() + [row("drop-002", "pear", "apple-0")]
+    rows += [
+        row("drop-003", "pear", f"bad-{i}", status="quarantined", quarantine_reason="truncated")
+        for i in range(2)
+    ]
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+    with pytest.raises(ValidationGateError) as caught:
+        raise_if_failed(report)
+    lines = str(caught.value).splitlines()
+    assert any(
+        line.startswith("  - sha256 conflict: 1 image with more than one label") for line in lines
+    )
+    assert any("quarantine fraction: drop-003 has 2/2 quarantined" in line for line in lines)
+
+
+def test_select_validated_keeps_first_ok_row_per_image():
+    rows = clean_rows("drop-002") + [row("drop-001", "apple", "apple-0")]
+    rows.append(row("drop-001", "apple", "gone", status="quarantined", quarantine_reason="x"))
+    validated = select_validated(manifest(rows))
+    assert list(validated.columns) == list(MANIFEST_COLUMNS)
+    assert validated["sha256"].is_unique
+    assert len(validated) == 8
+    first = validated[validated["sha256"] == sha("apple-0")]
+    assert first["drop"].tolist() == ["drop-001"]
+
+
+def test_markdown_caps_long_lists():
+    rows = clean_rows(per_class=60)
+    rows += [
+        row("drop-001", "apple", f"bad-{i}", status="quarantined", quarantine_reason="truncated")
+        for i in range(70)
+    ]
+    markdown = render_markdown(validate_manifest(manifest(rows), NO_PREVIOUS, RULES))
+    assert "… and 20 more" in markdown
+    assert markdown.count("| drop-001 | drop-001/apple/bad-") == 50
