@@ -4,9 +4,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import SAMPLE_DIR
 from PIL import Image
-
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample" / "grocery-store-mini"
 
 MakeImage = Callable[..., Path]
 

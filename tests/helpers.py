@@ -1,9 +1,12 @@
-"""A tiny real model package, logged as the pyfunc model and registered as the champion.
+"""Helpers shared by the test modules (no test module imports another).
 
-Shared by the serving, CLI and HTTP tests. The classifier scores each colour channel, so a solid
-colour has a known label, and it is exported with the project's own ONNX exporter.
+- The project's own import graph, read from the source with `ast`, for the architecture tests.
+- A tiny real model package, logged as the pyfunc model and registered as the champion, for the
+  serving, CLI and HTTP tests. The classifier scores each colour channel, so a solid colour has a
+  known label, and it is exported with the project's own ONNX exporter.
 """
 
+import ast
 import json
 import socket
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ import torch
 from mlflow import MlflowClient
 from torch import nn
 
+from prodcls_pipeline.core.tracking import TRACKING_URI_ENV, use_project_tracking
 from prodcls_pipeline.models.onnx_export import export_onnx
 from prodcls_pipeline.release.package import (
     LABEL_MAP_FILE,
@@ -26,10 +30,12 @@ from prodcls_pipeline.release.package import (
     onnx_io,
     preprocessing_spec,
 )
-from prodcls_pipeline.release.tracking import TRACKING_URI_ENV, use_project_tracking
 from prodcls_serving.model import log_pyfunc_model
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample" / "grocery-store-mini"
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+SAMPLE_DIR = REPO / "sample" / "grocery-store-mini"
+PROJECT_PACKAGES = ("prodcls_pipeline", "prodcls_serving")
 LABELS = ["red", "green", "blue"]
 COARSE_LABELS = ["warm", "cool", "cool"]
 INPUT_SIZE = 32
@@ -103,3 +109,62 @@ def champion_registry(root: Path) -> Iterator[str]:
 
 def _refuse_connection(self: socket.socket, address: Any) -> None:
     raise AssertionError(f"network access attempted: {address}")
+
+
+def module_file(module: str) -> Path:
+    """The source file of a project module (a package's `__init__.py`)."""
+    path = SRC.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def is_project_module(name: str) -> bool:
+    return name.split(".", maxsplit=1)[0] in PROJECT_PACKAGES and module_file(name).is_file()
+
+
+def imported_modules(module: str) -> dict[str, int]:
+    """Every project module `module` imports, at any depth of its code, with the line of the
+    first import; `from package import name` counts as the submodule `name` when it is one."""
+    source = module_file(module)
+    package = module if source.name == "__init__.py" else module.rpartition(".")[0]
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for target in targets:
+            if is_project_module(target):
+                found.setdefault(target, node.lineno)
+    return found
+
+
+def import_closure(roots: list[str]) -> set[str]:
+    """The modules `roots` import, transitively, with every package `__init__` on the way."""
+    seen: set[str] = set()
+    pending = list(roots)
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        parents = [".".join(parts[:depth]) for depth in range(1, len(parts))]
+        pending.extend(parent for parent in parents if is_project_module(parent))
+        pending.extend(imported_modules(module))
+    return seen
+
+
+def project_modules() -> list[str]:
+    """Every module of the project's packages, by dotted name."""
+    modules = []
+    for package in PROJECT_PACKAGES:
+        for path in sorted((SRC / package).rglob("*.py")):
+            parts = path.relative_to(SRC).with_suffix("").parts
+            modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return modules

@@ -127,7 +127,7 @@ def run_predict(args: argparse.Namespace) -> int:
     # Imported here: mlflow and onnxruntime take seconds to import, and only `predict` needs them.
     import mlflow
 
-    from prodcls_pipeline.release.tracking import tracking_uri
+    from prodcls_pipeline.core.tracking import tracking_uri
     from prodcls_serving import model as serving
 
     # Every image is checked before the model loads, so a typo fails fast and names the file.

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from prodcls_pipeline.compression.variants import sample_split
 from prodcls_pipeline.data.preprocessing import eval_transform
+from prodcls_pipeline.data.splitting import sample_split
 from prodcls_pipeline.models.backbones import BACKBONES
 from prodcls_pipeline.models.classifier import build_classifier, checkpoint_preprocessing
 from prodcls_pipeline.models.onnx_export import (

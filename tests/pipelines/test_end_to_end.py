@@ -135,7 +135,7 @@ def land(project: Path, staging: Path, drop: str) -> None:
 
 def aliases(project: Path) -> dict[str, int]:
     script = (
-        "import json, mlflow; from prodcls_pipeline.release.tracking import tracking_uri;"
+        "import json, mlflow; from prodcls_pipeline.core.tracking import tracking_uri;"
         "mlflow.set_tracking_uri(tracking_uri());"
         "print(json.dumps(dict(mlflow.MlflowClient().get_registered_model('prodcls').aliases)))"
     )
@@ -151,7 +151,7 @@ def predict(project: Path, image: Path, *model: str) -> dict:
 
 def registered_versions(project: Path) -> int:
     script = (
-        "import mlflow,sys; from prodcls_pipeline.release.tracking import tracking_uri;"
+        "import mlflow,sys; from prodcls_pipeline.core.tracking import tracking_uri;"
         "mlflow.set_tracking_uri(tracking_uri());"
         "print(len(mlflow.MlflowClient().search_model_versions(\"name='prodcls'\")))"
     )

@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from PIL import Image
 from test_export import lite0_checkpoint, synthetic_images
 
+from prodcls_pipeline.core.tracking import use_project_tracking
 from prodcls_pipeline.pipelines.evaluate import create_pipeline
-from prodcls_pipeline.release.tracking import use_project_tracking
 
 CLASSES = 3
 COARSE = ["fruit", "fruit", "dairy"]

@@ -17,13 +17,13 @@ from mlflow import MlflowClient
 from PIL import Image
 from test_packaging import LABELS, LINEAGE, build_test_package, package_inputs
 
+from prodcls_pipeline.core.tracking import use_project_tracking
 from prodcls_pipeline.data.images import ImageStore
 from prodcls_pipeline.pipelines.package import create_pipeline
 from prodcls_pipeline.pipelines.package.nodes import gate_promotion, register_model
 from prodcls_pipeline.release.lineage import dvc_dir_hash
 from prodcls_pipeline.release.package import LINEAGE_FILE, TAG_KEYS, version_tags
 from prodcls_pipeline.release.registry import RunNotFoundError, register_model_version
-from prodcls_pipeline.release.tracking import use_project_tracking
 
 MODEL_NAME = "prodcls-test"
 PARAMS = {

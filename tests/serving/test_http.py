@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from helpers import CHAMPION_URI, LABELS, champion_registry, sample_images
 
-from prodcls_pipeline.release.tracking import TRACKING_URI_ENV
+from prodcls_pipeline.core.tracking import TRACKING_URI_ENV
 
 # Importing mlflow, loading the model and starting uvicorn on two busy cores.
 STARTUP_SECONDS = 240

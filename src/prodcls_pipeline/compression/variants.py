@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 from sklearn.metrics import f1_score
 
 from prodcls_pipeline.models.onnx_export import parameter_count
@@ -20,13 +19,6 @@ _BYTES_PER_MB = 1_000_000
 # Rates (accuracy, agreement) keep the evaluate stage's precision; sizes and timings need less.
 _RATE_DIGITS = 4
 _MEASURE_DIGITS = 2
-
-
-def sample_split(splits: pd.DataFrame, split: str, count: int, seed: int) -> list[str]:
-    """`count` sha256s of one split, the same for the same rows and seed whatever their order."""
-    candidates = np.sort(splits.loc[splits["split"] == split, "sha256"].to_numpy(dtype=str))
-    chosen = np.random.default_rng(seed).permutation(len(candidates))[:count]
-    return candidates[chosen].tolist()
 
 
 def compare_variants(

@@ -16,6 +16,7 @@ per-class counts.
 import hashlib
 import logging
 
+import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "val", "test")
@@ -109,3 +110,10 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
             f"split.val_fraction + split.test_fraction must be below 1 so that training keeps "
             f"images, got {val_fraction} + {test_fraction}"
         )
+
+
+def sample_split(splits: pd.DataFrame, split: str, count: int, seed: int) -> list[str]:
+    """`count` sha256s of one split, the same for the same rows and seed whatever their order."""
+    candidates = np.sort(splits.loc[splits["split"] == split, "sha256"].to_numpy(dtype=str))
+    chosen = np.random.default_rng(seed).permutation(len(candidates))[:count]
+    return candidates[chosen].tolist()

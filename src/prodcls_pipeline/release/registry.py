@@ -14,7 +14,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from prodcls_pipeline.release.tracking import tracking_uri as project_tracking_uri
+from prodcls_pipeline.core.tracking import tracking_uri as project_tracking_uri
 from prodcls_serving.model import log_pyfunc_model
 
 PACKAGE_ARTIFACT_PATH = "package"

@@ -15,8 +15,8 @@ from prodcls_pipeline.compression.variants import (
     DeployRule,
     compare_variants,
     render_report,
-    sample_split,
 )
+from prodcls_pipeline.data.splitting import sample_split
 from prodcls_pipeline.models.classifier import build_classifier, checkpoint_preprocessing
 from prodcls_pipeline.models.onnx_export import export_onnx, quantize_int8
 from prodcls_pipeline.runtime.batching import (

@@ -7,7 +7,7 @@ import mlflow
 import pandas as pd
 from PIL import Image
 
-from prodcls_pipeline.compression.variants import sample_split
+from prodcls_pipeline.data.splitting import sample_split
 from prodcls_pipeline.evaluation.calibration import (
     calibration_metrics,
     reliability_figure,

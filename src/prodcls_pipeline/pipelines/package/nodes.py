@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from prodcls_pipeline.core.tracking import tracking_uri
 from prodcls_pipeline.release.lineage import collect_lineage
 from prodcls_pipeline.release.package import LINEAGE_FILE, build_package, version_tags
 from prodcls_pipeline.release.promotion import (
@@ -24,7 +25,6 @@ from prodcls_pipeline.release.registry import (
     register_model_version,
     set_alias,
 )
-from prodcls_pipeline.release.tracking import tracking_uri
 from prodcls_serving.model import IMAGE_COLUMN, load_model
 
 if TYPE_CHECKING:

@@ -10,13 +10,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from prodcls_pipeline.core.tracking import tracking_uri, use_project_tracking
 from prodcls_pipeline.data.augmentation import augmented_views, build_train_transform
 from prodcls_pipeline.data.images import ImageStore
 from prodcls_pipeline.data.preprocessing import Preprocessing, eval_transform
 from prodcls_pipeline.models.backbone_split import activation_key, split_backbone
 from prodcls_pipeline.models.backbones import backbone_identity, create_backbone, preprocessing_for
 from prodcls_pipeline.models.classifier import make_checkpoint
-from prodcls_pipeline.release.tracking import tracking_uri, use_project_tracking
 from prodcls_pipeline.runtime.sessions import available_cores, onnx_encoder
 from prodcls_pipeline.training.checkpoints import CheckpointStore
 from prodcls_pipeline.training.embedding_cache import (
