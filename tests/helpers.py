@@ -8,7 +8,11 @@
 
 import ast
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 import mlflow
 import pytest
 import torch
+import yaml
 from mlflow import MlflowClient
 from torch import nn
 
@@ -168,3 +173,87 @@ def project_modules() -> list[str]:
             parts = path.relative_to(SRC).with_suffix("").parts
             modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return modules
+
+
+# What a project copy for a pipeline test needs from the repository.
+PROJECT_FILES = [
+    "conf",
+    "src",
+    "sample",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "requirements.lock",
+    ".dvc",
+    ".dvcignore",
+    ".gitignore",
+]
+DATA_LAYERS = [
+    "01_raw/drops",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
+]
+
+
+def run(project: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "GX_ANALYTICS_ENABLED": "false",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    }
+    result = subprocess.run(
+        command, check=False, cwd=project, env=env, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, nested mappings key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = merge(base[key], value) if nested else value
+    return merged
+
+
+def copy_project(root: Path, params_overrides: dict[str, Any] | None = None) -> Path:
+    """A git-committed copy of the project at `root`, without data, for `dvc repro` runs."""
+    root.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                root / name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache"),
+            )
+        else:
+            shutil.copy2(source, root / name)
+    params_file = root / "params.yaml"
+    params = merge(yaml.safe_load(params_file.read_text()), params_overrides or {})
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    for layer in DATA_LAYERS:
+        (root / "data" / layer).mkdir(parents=True, exist_ok=True)
+    run(root, "git", "init", "-q")
+    run(root, "git", "add", "-A")
+    run(
+        root,
+        "git",
+        "-c",
+        "user.name=test",
+        "-c",
+        "user.email=test@example.com",
+        "commit",
+        "-qm",
+        "copy",
+    )
+    return root

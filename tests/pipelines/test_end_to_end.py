@@ -7,54 +7,22 @@ challenger), a second drop, then a bad drop stopped by the validate gate.
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from helpers import SAMPLE_DIR, copy_project, run
 from PIL import Image, ImageOps
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "sample" / "grocery-store-mini"
-COPIED = [
-    "conf",
-    "src",
-    "sample",
-    "dvc.yaml",
-    "params.yaml",
-    "pyproject.toml",
-    "requirements.lock",
-    ".dvc",
-    ".dvcignore",
-    ".gitignore",
-]
 E2E_ROBUSTNESS_IMAGES = 16
 E2E_FINE_TUNE_IMAGES = 64
 VARIANTS = {"fp32", "int8", "unstructured-30", "channels-25", "distilled-channels-50"}
 STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package"]
-
-
-def run(project: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env |= {
-        "KEDRO_DISABLE_TELEMETRY": "true",
-        "GX_ANALYTICS_ENABLED": "false",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-    }
-    result = subprocess.run(
-        command, check=False, cwd=project, env=env, capture_output=True, text=True
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(command)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
-        )
-    return result
 
 
 def reporting(project: Path, name: str) -> Path:
@@ -76,51 +44,16 @@ def tree_digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("e2e") / "prodcls"
-    root.mkdir()
-    for name in COPIED:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(
-                source,
-                root / name,
-                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache"),
-            )
-        else:
-            shutil.copy2(source, root / name)
-    params_file = root / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
     # Attacks on every test image would make each evaluate run minutes; the scores are
-    # exercised, their precision is not.
-    params["evaluate"]["robustness_images"] = E2E_ROBUSTNESS_IMAGES
-    # Likewise the pruning recoveries and the distillation: real, but on a few images.
-    params["compress"]["fine_tune_images"] = E2E_FINE_TUNE_IMAGES
-    params["compress"]["distillation"]["epochs"] = 1
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    for layer in [
-        "01_raw/drops",
-        "02_intermediate",
-        "03_primary",
-        "04_feature",
-        "06_models",
-        "07_model_output",
-        "08_reporting",
-    ]:
-        (root / "data" / layer).mkdir(parents=True, exist_ok=True)
-    run(root, "git", "init", "-q")
-    run(root, "git", "add", "-A")
-    run(
-        root,
-        "git",
-        "-c",
-        "user.name=test",
-        "-c",
-        "user.email=test@example.com",
-        "commit",
-        "-qm",
-        "copy",
-    )
+    # exercised, their precision is not. Likewise the pruning recoveries and the distillation:
+    # real, but on a few images.
+    overrides = {
+        "evaluate": {"robustness_images": E2E_ROBUSTNESS_IMAGES},
+        "compress": {"fine_tune_images": E2E_FINE_TUNE_IMAGES, "distillation": {"epochs": 1}},
+    }
+    copy_project(root, overrides)
     staging = root.parent / "staging"
-    run(root, "prodcls", "drops", str(SAMPLE), "--dest", str(staging), "--count", "2")
+    run(root, "prodcls", "drops", str(SAMPLE_DIR), "--dest", str(staging), "--count", "2")
     return root
 
 
