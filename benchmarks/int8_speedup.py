@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from benchmarks.common import REPO, format_table, write_results
 from prodcls_pipeline.compression.variants import REFERENCE_VARIANT
+from prodcls_pipeline.core.numbers import round_measure
 from prodcls_pipeline.models.onnx_export import INPUT_NAME
 from prodcls_pipeline.pipelines.compress.nodes import INT8_VARIANT
 from prodcls_pipeline.runtime.sessions import available_cores, create_session, session_options
@@ -54,7 +55,6 @@ ONNXRUNTIME, OPENVINO = "onnxruntime-cpu", "openvino"
 _MILLISECONDS = 1000.0
 _ORT_KERNEL_EVENT = "_kernel_time"
 _ORT_RUN_EVENT = "model_run"
-_DIGITS = 2
 
 Run = Callable[[np.ndarray], object]
 PartTimes = dict[str, float]
@@ -98,10 +98,10 @@ def part_rows(
         {
             "runtime": runtime,
             "part": part,
-            "fp32_ms": round(fp32_ms, _DIGITS),
-            "int8_ms": round(int8_ms, _DIGITS),
-            "speedup": round(fp32_ms / int8_ms, _DIGITS) if int8_ms else None,
-            "int8_share": 1.0 if part == WHOLE_MODEL else round(int8_ms / int8_profiled, _DIGITS),
+            "fp32_ms": round_measure(fp32_ms),
+            "int8_ms": round_measure(int8_ms),
+            "speedup": round_measure(fp32_ms / int8_ms) if int8_ms else None,
+            "int8_share": 1.0 if part == WHOLE_MODEL else round_measure(int8_ms / int8_profiled),
             "backbone": backbone,
             "cores": cores,
         }

@@ -7,34 +7,52 @@
 """
 
 import ast
+import hashlib
+import io
 import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
+from PIL import Image, ImageFile
 from torch import nn
 
-from prodcls_pipeline.core.tracking import TRACKING_URI_ENV, use_project_tracking
+from prodcls_pipeline.core.tracking import (
+    TRACKING_URI_ENV,
+    reset_tracking,
+    sqlite_tracking_uri,
+    use_project_tracking,
+)
+from prodcls_pipeline.data.images import IngestSettings
+from prodcls_pipeline.models.backbones import BACKBONES
 from prodcls_pipeline.models.onnx_export import export_onnx
 from prodcls_pipeline.release.package import (
     LABEL_MAP_FILE,
     MODEL_FILE,
     PREPROCESSING_FILE,
+    build_package,
     label_map,
     onnx_io,
     preprocessing_spec,
 )
+from prodcls_pipeline.training.loop import AdversarialConfig, TrainingConfig
 from prodcls_serving.model import log_pyfunc_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +73,15 @@ MODEL_NAME = "prodcls-test"
 CHAMPION_URI = f"models:/{MODEL_NAME}@champion"
 
 
+def project_params() -> dict[str, Any]:
+    """The repository's params.yaml."""
+    return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+# The test packages hold served images to the project's own ingest limits.
+PACKAGE_LIMITS = IngestSettings.from_params(project_params()["ingest"]).limits
+
+
 def colour_classifier() -> nn.Module:
     """Logit of class c = 4 × the mean of channel c: red, green and blue images are told apart."""
     linear = nn.Linear(3, len(LABELS))
@@ -71,7 +98,9 @@ def write_package(directory: Path) -> Path:
     files = {
         MODEL_FILE: model,
         LABEL_MAP_FILE: json.dumps(label_map(classifier)).encode(),
-        PREPROCESSING_FILE: json.dumps(preprocessing_spec(PREPROCESSING, onnx_io(model))).encode(),
+        PREPROCESSING_FILE: json.dumps(
+            preprocessing_spec(PREPROCESSING, onnx_io(model), PACKAGE_LIMITS)
+        ).encode(),
     }
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
@@ -84,6 +113,35 @@ def sample_images(count: int) -> list[Path]:
     return sorted(SAMPLE_DIR.rglob("*.jpg"))[:count]
 
 
+def declared_png(width: int, height: int, complete: bool = False) -> bytes:
+    """A black greyscale PNG whose header declares `width`×`height` pixels. Its pixel data is
+    one row (a few hundred bytes in all), or every row when `complete` (still only tens of KB,
+    while decoding it allocates the whole image)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (1 + width) * (height if complete else 1), level=9)
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        _png_chunk(kind, data)
+        for kind, data in ((b"IHDR", header), (b"IDAT", rows), (b"IEND", b""))
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def forbid_pixel_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoding the pixels of any image fails the test from now on: only headers may be read.
+
+    Every pixel access, conversion or resize of a file-backed image goes through `load`.
+    """
+
+    def refuse(image: Image.Image, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"decoded the pixels of a {image.size[0]}×{image.size[1]} image")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    monkeypatch.setattr(Image.Image, "load", refuse)
+
+
 @contextmanager
 def champion_registry(root: Path) -> Iterator[str]:
     """A sqlite store under `root` where MODEL_NAME@champion is the pyfunc model of a fresh
@@ -91,7 +149,7 @@ def champion_registry(root: Path) -> Iterator[str]:
 
     Logging and registering fail the test if they open any network connection.
     """
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = sqlite_tracking_uri(root)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(TRACKING_URI_ENV, uri)
         with pytest.MonkeyPatch.context() as offline:
@@ -109,7 +167,7 @@ def champion_registry(root: Path) -> Iterator[str]:
             yield uri
         finally:
             # Later tests must not inherit this store through MLflow's global tracking URI.
-            mlflow.set_tracking_uri(None)
+            reset_tracking()
 
 
 def _refuse_connection(self: socket.socket, address: Any) -> None:
@@ -257,3 +315,242 @@ def copy_project(root: Path, params_overrides: dict[str, Any] | None = None) -> 
         "copy",
     )
     return root
+
+
+CONFIG = TrainingConfig(
+    batch_size=16,
+    max_epochs=12,
+    optimizer="adamw",
+    learning_rate=0.01,
+    backbone_learning_rate=0.001,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=0.0,
+    schedule="cosine",
+    warmup_epochs=1,
+    step_size=10,
+    step_gamma=0.1,
+    dropout=0.1,
+    loss="ce",
+    focal_gamma=2.0,
+    label_smoothing=0.0,
+    class_balance="weights",
+    gradient_clip_norm=0.0,
+    early_stopping_metric="val_accuracy",
+    early_stopping_patience=5,
+    restore_best=True,
+    temperature_scaling=False,
+    resume=True,
+    device="cpu",
+    adversarial=AdversarialConfig(False, "fgsm", 0.01, 2, 0.005, 0.5),
+)
+
+
+CLASSES = 4
+
+
+def synthetic_images(count: int, seed: int) -> list[Image.Image]:
+    """Smooth colour fields: low-resolution noise upscaled, so features are stable under int8."""
+    rng = np.random.default_rng(seed)
+    return [
+        Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+            (320, 240), Image.Resampling.BICUBIC
+        )
+        for _ in range(count)
+    ]
+
+
+def lite0_checkpoint(classes: int = CLASSES) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "backbone": "efficientnet_lite0",
+        "labels": [f"class_{index}" for index in range(classes)],
+        "coarse_labels": ["all"],
+        "preprocessing": BACKBONES["efficientnet_lite0"].preprocessing.to_dict(),
+        "head": {
+            "weight": torch.randn(classes, 1280, generator=generator) * 0.1,
+            "bias": torch.zeros(classes),
+        },
+    }
+
+
+def sha(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def row(drop: str, label: str, name: str, **overrides) -> dict:
+    values = {
+        "sha256": sha(name),
+        "drop": drop,
+        "source_path": f"{drop}/{label}/{name}.jpg",
+        "label": label,
+        "coarse_label": "",
+        "pinned_split": "",
+        "width": 640,
+        "height": 480,
+        "format": "JPEG",
+        "bytes": 1000,
+        "status": "ok",
+        "quarantine_reason": "",
+    }
+    return values | overrides
+
+
+PACKAGE_LABELS = ["apple", "banana", "carrot", "leek", "milk", "pear", "yoghurt"]
+
+
+PACKAGE_COARSE = ["fruit", "fruit", "vegetable", "vegetable", "", "fruit", "dairy"]
+
+
+PACKAGE_F1 = [0.91, 0.42, 0.77, 0.35, 0.88, 0.61, 0.55]
+
+
+PACKAGE_IMAGE_SIZE = 8
+
+
+LINEAGE = {
+    "git_commit": "0123456789abcdef0123456789abcdef01234567",
+    "git_dirty": False,
+    "git_repo": True,
+    "raw_data_dvc_hash": "3eae53a54a594a6b50e69c2176c3a3d1.dir",
+    "manifest_dvc_hash": "9b2f0a4b3c1d2e3f4a5b6c7d8e9f0a1b",
+    "params_hash": "a" * 64,
+    "lock_hash": "b" * 64,
+}
+
+
+@cache
+def tiny_onnx(seed: int, classes: int = len(PACKAGE_LABELS)) -> bytes:
+    """A real two-layer classifier exported like the compress stage does: images → logits."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes)
+    ).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but is the one that needs no onnxscript.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export_tiny(model, buffer)
+    return buffer.getvalue()
+
+
+def _export_tiny(model: nn.Module, buffer: io.BytesIO) -> None:
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, PACKAGE_IMAGE_SIZE, PACKAGE_IMAGE_SIZE),),
+        buffer,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
+
+
+def package_inputs() -> dict[str, Any]:
+    """Stage outputs as the upstream stages write them, for a 7-class model."""
+    per_class = {
+        label: {"precision": f1 + 0.02, "recall": f1 - 0.02, "f1": f1, "support": 10 + index}
+        for index, (label, f1) in enumerate(zip(PACKAGE_LABELS, PACKAGE_F1, strict=True))
+    }
+    manifest = pd.DataFrame(
+        [
+            {
+                "sha256": f"{label}-{image:02d}",
+                "drop": f"drop-{image % 2}",
+                "label": label,
+                "coarse_label": coarse,
+                "status": "ok",
+            }
+            for label, coarse, count in zip(
+                PACKAGE_LABELS, PACKAGE_COARSE, range(12, 19), strict=True
+            )
+            for image in range(count)
+        ]
+    )
+    variant_row = {"params": 5_123, "ips_b1": 230.4, "ips_b32": 410.9, "p50_ms": 4.35}
+    return {
+        "onnx_models": {"fp32": tiny_onnx(seed=0), "int8": tiny_onnx(seed=1)},
+        "classifier": {
+            "backbone": "efficientnet_lite0",
+            "labels": PACKAGE_LABELS,
+            "coarse_labels": PACKAGE_COARSE,
+            "preprocessing": {
+                "input_size": PACKAGE_IMAGE_SIZE,
+                "resize_size": 10,
+                "mean": [0.5, 0.5, 0.5],
+                "std": [0.5, 0.5, 0.5],
+                "interpolation": "bicubic",
+            },
+            "head": {
+                "weight": torch.zeros(len(PACKAGE_LABELS), 4),
+                "bias": torch.zeros(len(PACKAGE_LABELS)),
+            },
+            "temperature": 0.6183,
+        },
+        "metrics": {
+            "top1": 0.8125,
+            "top5": 0.9731,
+            "macro_f1": 0.6414,
+            "coarse_top1": 0.8842,
+            "ece": 0.0712,
+            "test_images": 91,
+            "classes": len(PACKAGE_LABELS),
+        },
+        "classification_report": pd.DataFrame(
+            [{"label": label, **values} for label, values in per_class.items()]
+        ),
+        "compression_report": {
+            "benchmark_batch_size": 32,
+            "throughput_column": "ips_b32",
+            "deployable": "int8",
+            "deploy_rule": {"text": "the highest ips_b32 within 0.0100 top-1 of fp32"},
+            "variants": {
+                "fp32": {
+                    **variant_row,
+                    "variant": "fp32",
+                    "method": "exported as is",
+                    "size_mb": 13.42,
+                    "p95_ms": 6.1,
+                    "top1": 0.8125,
+                    "macro_f1": 0.6414,
+                    "delta_top1": 0.0,
+                },
+                "int8": {
+                    **variant_row,
+                    "variant": "int8",
+                    "method": "static int8",
+                    "size_mb": 3.61,
+                    "p95_ms": None,
+                    "top1": 0.8081,
+                    "macro_f1": 0.6377,
+                    "delta_top1": -0.0044,
+                },
+            },
+        },
+        "validated_manifest": manifest,
+        "validation_report": {
+            "success": True,
+            "checks": [
+                {"name": "images_per_class", "success": True},
+                {"name": "quarantine_fraction", "success": True},
+            ],
+        },
+    }
+
+
+def build_test_package(
+    variant: str = "int8", model_name: str = "prodcls", **overrides: Any
+) -> dict[str, bytes]:
+    inputs = {**package_inputs(), **overrides}
+    return build_package(
+        onnx_models=inputs["onnx_models"],
+        model_name=model_name,
+        classifier=inputs["classifier"],
+        metrics=inputs["metrics"],
+        per_class=inputs["classification_report"],
+        compression_report={**inputs["compression_report"], "deployable": variant},
+        manifest=inputs["validated_manifest"],
+        validation_report=inputs["validation_report"],
+        lineage=LINEAGE,
+        image_limits=PACKAGE_LIMITS,
+    )

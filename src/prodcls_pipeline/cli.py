@@ -1,21 +1,28 @@
-"""The `prodcls` command. Each subcommand is a function that adds its parser to `SUBCOMMANDS`."""
+"""The `prodcls` command: one click group (click, as Kedro uses) with a command per task.
 
-import argparse
+`main` runs the group and turns every error a user can fix into one line on stderr,
+`prodcls: error: <message>`, with exit status 1, or 2 for a bad command line or an input file
+that cannot be read; no traceback.
+"""
+
 import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 import pandas as pd
 
-from prodcls_pipeline.data.drops import SPLITS, DropFormatError, scan_drop
+from prodcls_pipeline.core.schema import SPLITS
+from prodcls_pipeline.data.drops import DropFormatError, scan_drop
 from prodcls_pipeline.data.layout import layout_drops
 
+PROG_NAME = "prodcls"
 DEFAULT_DROPS_DIR = Path("data/01_raw/drops")
 DEFAULT_MODEL_URI = "models:/prodcls@champion"
-# argparse's exit status for a bad command line, used for an input file that cannot be read too.
+DEFAULT_TOP_K = 5
+# The exit status of a bad command line, used for an input file that cannot be read too.
 INPUT_ERROR_STATUS = 2
+USER_ERROR_STATUS = 1
 
 # Kedro imports `<package>.cli` and fails unless it holds a click group named `cli`, whose
 # commands it adds to `kedro`. prodcls adds none there: its own commands live under `prodcls`.
@@ -33,54 +40,42 @@ class InputError(UsageError):
 # Errors a user can fix from the message alone: shown without a stack trace.
 USER_ERRORS = (UsageError, DropFormatError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
-Subparsers = argparse._SubParsersAction
+_PATH = click.Path(path_type=Path)
+_AT_LEAST_ONE = click.IntRange(min=1)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+@click.group(name=PROG_NAME, context_settings={"help_option_names": ["-h", "--help"]})
+def prodcls() -> None:
+    """Product photo classifier: data drops, models, audits."""
 
 
-def add_drops_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "drops",
-        help="lay out a labelled dataset as new drops",
-        description=(
-            "Copy the images of SOURCE (Grocery Store layout, a folder tree <label>/<image>, or "
-            "a folder with labels.csv) into COUNT new drops, each with a labels.csv. "
-            "SOURCE is never modified and existing drops are never overwritten."
-        ),
-    )
-    parser.add_argument("source", type=Path, metavar="SOURCE", help="dataset folder to lay out")
-    parser.add_argument(
-        "dest",
-        type=Path,
-        nargs="?",
-        metavar="DEST",
-        help=f"drops folder (default: {DEFAULT_DROPS_DIR})",
-    )
-    parser.add_argument(
-        "--dest", type=Path, dest="dest_option", metavar="DEST", help="same as DEST"
-    )
-    parser.add_argument(
-        "--count",
-        type=positive_int,
-        default=1,
-        metavar="COUNT",
-        help="number of drops (default: 1)",
-    )
-    parser.add_argument("--prefix", default="drop", help="drop name prefix (default: drop)")
-    parser.set_defaults(run=run_drops)
+@prodcls.command(name="drops")
+@click.argument("source", type=_PATH)
+@click.argument("dest", type=_PATH, required=False)
+@click.option("--dest", "dest_option", type=_PATH, metavar="DEST", help="Same as DEST.")
+@click.option(
+    "--count",
+    type=_AT_LEAST_ONE,
+    default=1,
+    show_default=True,
+    metavar="COUNT",
+    help="Number of drops.",
+)
+@click.option("--prefix", default="drop", show_default=True, help="Drop name prefix.")
+def drops_command(
+    source: Path, dest: Path | None, dest_option: Path | None, count: int, prefix: str
+) -> int:
+    """Lay out a labelled dataset as new drops.
 
-
-def run_drops(args: argparse.Namespace) -> int:
-    if args.dest and args.dest_option and args.dest != args.dest_option:
-        raise UsageError(f"Two different destinations given: {args.dest} and {args.dest_option}")
-    destination = args.dest or args.dest_option or DEFAULT_DROPS_DIR
-    drops = layout_drops(args.source, destination, args.count, args.prefix)
-    print(f"Laid out {len(drops)} drop(s) from {args.source} into {destination}:")
+    Copy the images of SOURCE (Grocery Store layout, a folder tree <label>/<image>, or a folder
+    with labels.csv) into COUNT new drops, each with a labels.csv, under DEST (default:
+    data/01_raw/drops). SOURCE is never modified and existing drops are never overwritten.
+    """
+    if dest and dest_option and dest != dest_option:
+        raise UsageError(f"Two different destinations given: {dest} and {dest_option}")
+    destination = dest or dest_option or DEFAULT_DROPS_DIR
+    drops = layout_drops(source, destination, count, prefix)
+    click.echo(f"Laid out {len(drops)} drop(s) from {source} into {destination}:")
     for drop in drops:
         files = scan_drop(drop)
         labels = {file.label for file in files}
@@ -89,67 +84,61 @@ def run_drops(args: argparse.Namespace) -> int:
             for split in SPLITS
             if (number := sum(file.pinned_split == split for file in files))
         )
-        print(
+        click.echo(
             f"  {drop.name}: {len(files)} files, {len(labels)} labels"
             + (f", pinned {pinned}" if pinned else "")
         )
     return 0
 
 
-def add_predict_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="classify product photos with a registered model",
-        description=(
-            "Classify each IMAGE with the pyfunc model at --model. The registry is "
-            "$MLFLOW_TRACKING_URI, else the project's sqlite store under ./mlruns."
-        ),
-    )
-    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="photo to classify")
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL_URI,
-        metavar="URI",
-        help=f"MLflow model URI (default: {DEFAULT_MODEL_URI})",
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    parser.add_argument(
-        "--top-k",
-        type=positive_int,
-        default=5,
-        metavar="K",
-        help="ranked labels per image in the --json output (default: 5)",
-    )
-    parser.set_defaults(run=run_predict)
+@prodcls.command(name="predict")
+@click.argument("images", type=_PATH, nargs=-1, required=True, metavar="IMAGE...")
+@click.option(
+    "--model",
+    default=DEFAULT_MODEL_URI,
+    show_default=True,
+    metavar="URI",
+    help="MLflow model URI.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.option(
+    "--top-k",
+    type=_AT_LEAST_ONE,
+    default=DEFAULT_TOP_K,
+    show_default=True,
+    metavar="K",
+    help="Ranked labels per image in the --json output.",
+)
+def predict_command(images: tuple[Path, ...], model: str, as_json: bool, top_k: int) -> int:
+    """Classify product photos with a registered model.
 
-
-def run_predict(args: argparse.Namespace) -> int:
+    Classify each IMAGE with the pyfunc model at --model. The registry is $MLFLOW_TRACKING_URI,
+    else the project's sqlite store under ./mlruns.
+    """
     # Imported here: mlflow and onnxruntime take seconds to import, and only `predict` needs them.
-    import mlflow
-
-    from prodcls_pipeline.core.tracking import tracking_uri
+    from prodcls_pipeline.core.tracking import set_tracking
     from prodcls_serving import model as serving
 
     # Every image is checked before the model loads, so a typo fails fast and names the file.
-    for path in args.images:
+    for path in images:
         try:
             serving.read_image(path)
         except serving.ImageInputError as error:
             raise InputError(f"{path}: {error.reason}") from error
-    mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
+    set_tracking(project_root=Path.cwd())
     try:
-        model = serving.load_model(args.model)
+        pyfunc = serving.load_model(model)
     except serving.ModelLoadError as error:
         raise UsageError(str(error)) from error
-    table = model.predict(
-        pd.DataFrame({serving.IMAGE_COLUMN: [str(path) for path in args.images]}),
-        params={"top_k": args.top_k},
+    table = pyfunc.predict(
+        pd.DataFrame({serving.IMAGE_COLUMN: [str(path) for path in images]}),
+        params={"top_k": top_k},
     )
-    table.insert(0, "image", [str(path) for path in args.images])
-    if args.json:
-        print(json.dumps(table.to_dict("records"), indent=2, ensure_ascii=False))
+    table.insert(0, "image", [str(path) for path in images])
+    if as_json:
+        click.echo(json.dumps(table.to_dict("records"), indent=2, ensure_ascii=False))
     else:
-        print(_text_table(table))
+        click.echo(_text_table(table))
     return 0
 
 
@@ -166,23 +155,32 @@ def _text_table(predictions: pd.DataFrame) -> str:
     )
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_drops_command, add_predict_command]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="prodcls", description="Product photo classifier: data drops, models, audits."
-    )
-    subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    for add_command in SUBCOMMANDS:
-        add_command(subparsers)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run `prodcls` on `argv` (default: the process's arguments); returns the exit status."""
     try:
-        return args.run(args)
+        status = prodcls.main(
+            args=None if argv is None else list(argv), prog_name=PROG_NAME, standalone_mode=False
+        )
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.format_message(), err=True)
+        return error.exit_code
+    except click.UsageError as error:
+        if error.ctx is not None:
+            click.echo(error.ctx.get_usage(), err=True)
+            click.echo(f"Try '{error.ctx.command_path} --help' for help.", err=True)
+        _report(error.format_message())
+        return error.exit_code
+    except click.ClickException as error:
+        _report(error.format_message())
+        return error.exit_code
+    except click.Abort:
+        _report("aborted")
+        return USER_ERROR_STATUS
     except USER_ERRORS as error:
-        print(f"prodcls: error: {error}", file=sys.stderr)
-        return INPUT_ERROR_STATUS if isinstance(error, InputError) else 1
+        _report(str(error))
+        return INPUT_ERROR_STATUS if isinstance(error, InputError) else USER_ERROR_STATUS
+    return status or 0
+
+
+def _report(message: str) -> None:
+    click.echo(f"{PROG_NAME}: error: {message}", err=True)

@@ -1,9 +1,9 @@
 """Kedro project settings."""
 
 from prodcls_pipeline.framework.config_loader import ParamsFileConfigLoader
-from prodcls_pipeline.framework.hooks import ValidationReportHook
+from prodcls_pipeline.framework.hooks import ParamsCheckHook, ValidationReportHook
 
-HOOKS = (ValidationReportHook(),)
+HOOKS = (ParamsCheckHook(), ValidationReportHook())
 
 CONFIG_LOADER_CLASS = ParamsFileConfigLoader
 CONFIG_LOADER_ARGS = {"base_env": "base", "default_run_env": "local"}

@@ -6,9 +6,7 @@ and `mlflow models serve` answers a bad image with HTTP 400 and a message, not a
 """
 
 import base64
-import io
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
@@ -26,9 +24,12 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PyFuncModel, PythonModelContext
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array, Object, Property
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from prodcls_serving.files import LABEL_MAP_FILE, MODEL_FILE, PREPROCESSING_FILE
+from prodcls_serving.common.decoding import ImageLimits
+from prodcls_serving.common.sessions import create_session
+from prodcls_serving.files import IMAGE_LIMITS_KEY, LABEL_MAP_FILE, MODEL_FILE, PREPROCESSING_FILE
+from prodcls_serving.inputs import ImageInputError, ImageItem, read_image
+from prodcls_serving.preprocessing import preprocess
 
 PACKAGE_ARTIFACT = "package"
 IMAGE_COLUMN = "image"
@@ -53,90 +54,36 @@ SIGNATURE = ModelSignature(
     params=ParamSchema([ParamSpec("top_k", "long", DEFAULT_TOP_K)]),
 )
 
-ImageItem = str | bytes | os.PathLike
-_WHITE = (255, 255, 255)
-_DATA_URI_PREFIX = "data:"
-_BASE64_MARKER = ";base64,"
-# A str longer than this is no path (Linux caps a path at 4096 bytes): only base64 is tried.
-_MAX_PATH_CHARS = 4096
-# A long item is shown by its start and its end: the end of a path is its file name.
-_PREVIEW_HEAD, _PREVIEW_TAIL = 40, 24
-# ORT logs every unused initialiser it prunes as a warning; errors still show.
-_ORT_LOG_ERRORS_ONLY = 3
-
-
-class ImageInputError(ValueError):
-    """An input item that is not a decodable image; the message names the item and the reason."""
-
-    def __init__(self, item: object, index: int, reason: str) -> None:
-        super().__init__(f"image {index} ({_preview(item)}): {reason}")
-        self.reason = reason
-
-
-def read_image(item: ImageItem, index: int = 0) -> Image.Image:
-    """Decode a path, raw bytes, base64 or a base64 data URI into an upright RGB image.
-
-    `index` is the item's position in the request, so the error can say which one is bad.
-    """
-    data = _image_bytes(item, index)
-    if not data:
-        raise ImageInputError(item, index, "empty (0 bytes)")
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-    except UnidentifiedImageError as error:
-        raise ImageInputError(item, index, "not a decodable image (unrecognised format)") from error
-    except Image.DecompressionBombError as error:
-        raise ImageInputError(item, index, f"too many pixels ({error})") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageInputError(item, index, f"truncated or corrupt image data ({error})") from error
-    return _to_rgb(image)
-
-
-def preprocess(image: Image.Image, spec: dict[str, Any]) -> np.ndarray:
-    """An RGB image → the model's input [3, S, S], as preprocessing.json describes it.
-
-    Sizes and crop offsets are computed as torchvision's Resize and CenterCrop compute them,
-    so the result matches the training transform up to the resampling kernel.
-    """
-    shorter = int(spec["resize"]["shorter_side"])
-    resample = Image.Resampling[spec["resize"]["interpolation"].upper()]
-    image = image.resize(_resized_size(image.size, shorter), resample)
-    crop = int(spec["center_crop"])
-    left = int(round((image.width - crop) / 2.0))
-    top = int(round((image.height - crop) / 2.0))
-    image = image.crop((left, top, left + crop, top + crop))
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
-    mean = np.asarray(spec["mean"], dtype=np.float32)
-    std = np.asarray(spec["std"], dtype=np.float32)
-    return ((pixels - mean) / std).transpose(2, 0, 1).astype(spec["input_dtype"])
-
 
 @dataclass(frozen=True)
 class ModelPackage:
-    """A loaded package: the ONNX session, the labels and the preprocessing it expects."""
+    """A loaded package: the ONNX session, the labels, the preprocessing it expects and the
+    image limits it enforces (those its training data was ingested under)."""
 
     session: ort.InferenceSession
     labels: list[str]
     label_to_coarse: dict[str, str]
     preprocessing: dict[str, Any]
+    limits: ImageLimits
 
     @classmethod
     def load(cls, directory: Path) -> "ModelPackage":
         label_map = json.loads((directory / LABEL_MAP_FILE).read_text(encoding="utf-8"))
         index_to_label = label_map["index_to_label"]
+        preprocessing = json.loads((directory / PREPROCESSING_FILE).read_text(encoding="utf-8"))
         return cls(
-            session=_session(directory / MODEL_FILE),
+            session=create_session(directory / MODEL_FILE),
             labels=[index_to_label[str(index)] for index in range(len(index_to_label))],
             label_to_coarse=label_map["label_to_coarse"],
-            preprocessing=json.loads((directory / PREPROCESSING_FILE).read_text(encoding="utf-8")),
+            preprocessing=preprocessing,
+            limits=ImageLimits(**preprocessing[IMAGE_LIMITS_KEY]),
         )
 
     def predict(self, items: Sequence[ImageItem], top_k: int = DEFAULT_TOP_K) -> pd.DataFrame:
         """Columns label, coarse_label, probability (top-1 softmax) and top_k, one row per item.
 
-        Raises `ImageInputError` for the first item that is not a decodable image.
+        Raises `ImageInputError` for the first item that is not a decodable image or exceeds
+        the package's image limits; no item beyond the limits is decoded.
         """
         probabilities = self.probabilities(items)
         # Slicing past the last class keeps them all: top_k is capped at the number of classes.
@@ -165,7 +112,7 @@ class ModelPackage:
     def _batch_probabilities(self, items: Sequence[ImageItem], start: int) -> np.ndarray:
         batch = np.stack(
             [
-                preprocess(read_image(item, start + offset), self.preprocessing)
+                preprocess(read_image(item, start + offset, self.limits), self.preprocessing)
                 for offset, item in enumerate(items)
             ]
         )
@@ -254,90 +201,6 @@ def load_model(uri: str) -> PyFuncModel:
     return model
 
 
-def _image_bytes(item: ImageItem, index: int) -> bytes:
-    if isinstance(item, bytes | bytearray | memoryview):
-        return bytes(item)
-    if isinstance(item, os.PathLike):
-        return _read_file(Path(item), item, index)
-    if isinstance(item, str):
-        return _str_bytes(item, index)
-    raise ImageInputError(
-        item, index, f"expected a path, bytes or base64 str, got {type(item).__name__}"
-    )
-
-
-def _str_bytes(text: str, index: int) -> bytes:
-    """An existing file's bytes, else the decoded base64 (with or without a data URI prefix)."""
-    if text.startswith(_DATA_URI_PREFIX):
-        _, marker, payload = text.partition(_BASE64_MARKER)
-        data = _decode_base64(payload) if marker else None
-        if data is None:
-            raise ImageInputError(text, index, "a data URI, but not one of base64 data")
-        return data
-    if _is_file(text):
-        return _read_file(Path(text), text, index)
-    data = _decode_base64(text)
-    if data is None:
-        raise ImageInputError(text, index, "neither an existing file nor base64")
-    return data
-
-
-def _read_file(path: Path, item: ImageItem, index: int) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise ImageInputError(item, index, f"cannot read the file ({error.strerror})") from error
-
-
-def _decode_base64(text: str) -> bytes | None:
-    """The bytes `text` encodes (line breaks allowed), or None when it is not base64."""
-    try:
-        return base64.b64decode("".join(text.split()), validate=True)
-    except ValueError:  # binascii.Error, or characters outside ASCII
-        return None
-
-
-def _is_file(text: str) -> bool:
-    if not text or len(text) > _MAX_PATH_CHARS:
-        return False
-    try:
-        return Path(text).is_file()
-    except (OSError, ValueError):  # a name too long for the file system, a NUL character
-        return False
-
-
-def _preview(item: object) -> str:
-    """What an item looked like, short enough for an error message whatever its size."""
-    if isinstance(item, bytes | bytearray | memoryview):
-        data = bytes(item)
-        return f"{len(data)} bytes starting {data[:16]!r}"
-    text = str(item)
-    if len(text) <= _PREVIEW_HEAD + _PREVIEW_TAIL:
-        return repr(text)
-    return f"{text[:_PREVIEW_HEAD]!r}...{text[-_PREVIEW_TAIL:]!r} ({len(text)} characters)"
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, transparent pixels on white: how the ingest stage stores training images."""
-    if image.mode == "RGB":
-        return image
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-    if not has_alpha:
-        return image.convert("RGB")
-    rgba = image.convert("RGBA")
-    background = Image.new("RGB", rgba.size, _WHITE)
-    background.paste(rgba, mask=rgba.getchannel("A"))
-    return background
-
-
-def _resized_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
-    """(width, height) with the shorter side `shorter`; the longer truncated, as torchvision."""
-    width, height = size
-    if width <= height:
-        return shorter, int(shorter * height / width)
-    return int(shorter * width / height), shorter
-
-
 def _image_items(model_input: Any) -> list[ImageItem]:
     if isinstance(model_input, pd.DataFrame):
         if IMAGE_COLUMN not in model_input.columns:
@@ -354,9 +217,3 @@ def _image_items(model_input: Any) -> list[ImageItem]:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     exponents = np.exp(logits - logits.max(axis=1, keepdims=True))
     return exponents / exponents.sum(axis=1, keepdims=True)
-
-
-def _session(model_path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = _ORT_LOG_ERRORS_ONLY
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])

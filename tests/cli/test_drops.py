@@ -8,6 +8,7 @@ import pytest
 
 from prodcls_pipeline.cli import main
 from prodcls_pipeline.data.images import ImageStore
+from prodcls_pipeline.framework.params import IngestParams
 from prodcls_pipeline.pipelines.ingest.nodes import ingest_drops
 from prodcls_pipeline.pipelines.ingest.pipeline import create_pipeline
 
@@ -16,6 +17,7 @@ INGEST_PARAMS = {
     "normalised_quality": 90,
     "max_source_bytes": 1_000_000,
     "max_source_pixels": 1_000_000,
+    "max_aspect_ratio": 20,
 }
 
 
@@ -62,7 +64,9 @@ def test_console_script_runs_without_a_traceback(tmp_path):
 def test_ingest_node_builds_the_manifest_from_laid_out_drops(tmp_path, sample_dir):
     layout_root = tmp_path / "drops"
     assert main(["drops", str(sample_dir), str(layout_root)]) == 0
-    manifest = ingest_drops(layout_root, ImageStore(tmp_path / "images"), INGEST_PARAMS)
+    manifest = ingest_drops(
+        layout_root, ImageStore(tmp_path / "images"), IngestParams.model_validate(INGEST_PARAMS)
+    )
     assert (manifest["status"] == "ok").all()
     assert set(manifest["pinned_split"]) == {"train", "val", "test"}
     assert manifest["label"].nunique() == 12

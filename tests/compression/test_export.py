@@ -5,49 +5,21 @@ import onnx
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
+from helpers import CLASSES, lite0_checkpoint, synthetic_images
 
+from prodcls_pipeline.compression.int8 import float_output_nodes, quantize_int8
 from prodcls_pipeline.data.preprocessing import eval_transform
 from prodcls_pipeline.data.splitting import sample_split
-from prodcls_pipeline.models.backbones import BACKBONES
 from prodcls_pipeline.models.classifier import build_classifier, checkpoint_preprocessing
 from prodcls_pipeline.models.onnx_export import (
     INPUT_NAME,
     OUTPUT_NAME,
     export_onnx,
     parameter_count,
-    quantize_int8,
 )
 from prodcls_pipeline.runtime.batching import predict_top1
 from prodcls_pipeline.runtime.sessions import create_session
 from prodcls_pipeline.runtime.timing import measure
-
-CLASSES = 4
-
-
-def synthetic_images(count: int, seed: int) -> list[Image.Image]:
-    """Smooth colour fields: low-resolution noise upscaled, so features are stable under int8."""
-    rng = np.random.default_rng(seed)
-    return [
-        Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
-            (320, 240), Image.Resampling.BICUBIC
-        )
-        for _ in range(count)
-    ]
-
-
-def lite0_checkpoint(classes: int = CLASSES) -> dict:
-    generator = torch.Generator().manual_seed(0)
-    return {
-        "backbone": "efficientnet_lite0",
-        "labels": [f"class_{index}" for index in range(classes)],
-        "coarse_labels": ["all"],
-        "preprocessing": BACKBONES["efficientnet_lite0"].preprocessing.to_dict(),
-        "head": {
-            "weight": torch.randn(classes, 1280, generator=generator) * 0.1,
-            "bias": torch.zeros(classes),
-        },
-    }
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +66,16 @@ def test_export_is_deterministic(checkpoint: dict, fp32: bytes) -> None:
 def test_int8_is_much_smaller_with_the_same_weights(fp32: bytes, int8: bytes) -> None:
     assert len(fp32) / len(int8) > 3.3
     assert parameter_count(int8) == parameter_count(fp32) > 3_000_000
+
+
+def test_int8_computes_the_lite0_head_in_float(fp32: bytes, int8: bytes) -> None:
+    [head] = [node for node in onnx.load_from_string(fp32).graph.node if node.op_type == "Gemm"]
+    graph = onnx.load_from_string(int8).graph
+    [producer] = [node for node in graph.node if OUTPUT_NAME in node.output]
+    assert (producer.name, producer.op_type) == (head.name, "Gemm")
+    weights = {initializer.name: initializer for initializer in graph.initializer}
+    assert weights[producer.input[1]].data_type == onnx.TensorProto.FLOAT
+    assert float_output_nodes(int8) == [{"name": head.name, "op_type": "Gemm"}]
 
 
 def test_int8_agrees_with_fp32(fp32: bytes, int8: bytes, images: np.ndarray) -> None:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from prodcls_pipeline.data import augmentation
 from prodcls_pipeline.data.preprocessing import Preprocessing
+from prodcls_pipeline.framework.params import AugmentParams
 from prodcls_pipeline.models.backbones import BACKBONES
 from prodcls_pipeline.pipelines.augment import create_pipeline
 
@@ -169,7 +170,7 @@ def test_augment_pipeline_runs_on_memory_datasets():
             "image_store": MemoryDataset(
                 FakeImageStore(list(splits["sha256"])), copy_mode="assign"
             ),
-            "params:augment": MemoryDataset(PARAMS),
+            "params:augment": MemoryDataset(AugmentParams.model_validate(PARAMS)),
             "params:train.backbone": MemoryDataset("efficientnet_lite0"),
             "params:train.weights_file": MemoryDataset(None),
             "params:seed": MemoryDataset(SEED),

@@ -1,6 +1,7 @@
 """Reading drops, building the manifest incrementally, and laying datasets out as drops."""
 
 import csv
+import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
@@ -8,22 +9,40 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prodcls_pipeline.data import drops
+from prodcls_pipeline.core.schema import MANIFEST_COLUMNS
+from prodcls_pipeline.data import images
 from prodcls_pipeline.data.drops import (
-    MANIFEST_COLUMNS,
     DropFile,
     DropFormatError,
     build_manifest,
-    layout_drops,
     scan_drops,
 )
-from prodcls_pipeline.data.images import ImageStore
+from prodcls_pipeline.data.images import ImageStore, IngestSettings
+from prodcls_pipeline.data.layout import layout_drops
 
-LIMITS = {"max_side": 32, "max_pixels": 1_000_000, "max_source_bytes": 100_000, "quality": 90}
+SETTINGS = IngestSettings(
+    max_side=32,
+    normalised_quality=90,
+    max_source_bytes=100_000,
+    max_source_pixels=1_000_000,
+    max_aspect_ratio=20,
+)
 
 
-def manifest_of(root: Path, store: ImageStore) -> pd.DataFrame:
-    return build_manifest(root, scan_drops(root), store, **LIMITS)
+def manifest_of(root: Path, store: ImageStore, settings: IngestSettings = SETTINGS) -> pd.DataFrame:
+    return build_manifest(root, scan_drops(root), store, settings)
+
+
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bytes of every image the shared decoder is asked to decode from now on."""
+    decodes: list[bytes] = []
+    real_decode = images.decode_image
+    monkeypatch.setattr(
+        images,
+        "decode_image",
+        lambda data, limits: decodes.append(data) or real_decode(data, limits),
+    )
+    return decodes
 
 
 def write_labels(drop: Path, text: str) -> None:
@@ -101,7 +120,7 @@ def test_manifest_columns_dtypes_and_quarantine_reasons(tmp_path, make_image):
     make_image(tmp_path / "d" / "apple" / "a.jpg", size=(64, 40))
     shutil.copy(tmp_path / "d" / "apple" / "a.jpg", tmp_path / "d" / "apple" / "again.jpg")
     (tmp_path / "d" / "apple" / "notes.txt").write_text("not an image")
-    (tmp_path / "d" / "apple" / "big.jpg").write_bytes(b"\0" * (LIMITS["max_source_bytes"] + 1))
+    (tmp_path / "d" / "apple" / "big.jpg").write_bytes(b"\0" * (SETTINGS.max_source_bytes + 1))
     make_image(tmp_path / "d" / "orphan.png")
     manifest = manifest_of(tmp_path, ImageStore(tmp_path / "store"))
 
@@ -118,7 +137,7 @@ def test_manifest_columns_dtypes_and_quarantine_reasons(tmp_path, make_image):
     assert good.quarantine_reason == "" and good.coarse_label == "" and good.pinned_split == ""
     assert good.sha256 == hashlib.sha256((tmp_path / "d/apple/a.jpg").read_bytes()).hexdigest()
     assert rows.loc["d/apple/again.jpg"].sha256 == good.sha256
-    assert rows.loc["d/apple/notes.txt"].quarantine_reason.startswith("not an image")
+    assert rows.loc["d/apple/notes.txt"].quarantine_reason.startswith("not a decodable image")
     assert rows.loc["d/apple/big.jpg"].quarantine_reason.startswith("file too large")
     assert rows.loc["d/orphan.png"].quarantine_reason.startswith("no label")
     assert rows.loc["d/orphan.png"].width == 64  # decoded (and stored) although unusable
@@ -126,11 +145,7 @@ def test_manifest_columns_dtypes_and_quarantine_reasons(tmp_path, make_image):
 
 
 def test_second_build_decodes_only_new_images(tmp_path, make_image, monkeypatch):
-    decodes = []
-    real_decode = drops.decode_image
-    monkeypatch.setattr(
-        drops, "decode_image", lambda data, *args: decodes.append(data) or real_decode(data, *args)
-    )
+    decodes = count_decodes(monkeypatch)
     raw = tmp_path / "raw"
     make_image(raw / "d1" / "apple" / "a.jpg", color=(255, 0, 0))
     make_image(raw / "d1" / "apple" / "b.jpg", color=(0, 255, 0))
@@ -147,6 +162,36 @@ def test_second_build_decodes_only_new_images(tmp_path, make_image, monkeypatch)
     pd.testing.assert_frame_equal(
         second[second["drop"] == "d1"].reset_index(drop=True), first.reset_index(drop=True)
     )
+
+
+def test_raising_max_source_pixels_releases_what_it_quarantined_and_decodes_nothing_else(
+    tmp_path, make_image, monkeypatch
+):
+    raw, store_root = tmp_path / "raw", tmp_path / "store"
+    make_image(raw / "d1" / "apple" / "big.png", size=(1200, 1000))  # 1.2 M pixels
+    make_image(raw / "d1" / "apple" / "small.jpg", size=(40, 30))  # kept as it is
+    make_image(raw / "d1" / "apple" / "large.png", size=(100, 60))  # downscaled to 32
+    make_image(raw / "d1" / "apple" / "long.png", size=(900, 30))  # 30:1
+    (raw / "d1" / "apple" / "notes.jpg").write_bytes(b"not a photo")
+    before = manifest_of(raw, ImageStore(store_root)).set_index("source_path")
+    assert before.loc["d1/apple/big.png", "quarantine_reason"] == (
+        "too many pixels (1200×1000 > 1000000)"
+    )
+    copies = {path: path.stat().st_mtime_ns for path in store_root.rglob("*.jpg")}
+    assert len(copies) == 2
+
+    decodes = count_decodes(monkeypatch)
+    raised = dataclasses.replace(SETTINGS, max_source_pixels=2_000_000)
+    after = manifest_of(raw, ImageStore(store_root), raised).set_index("source_path")
+
+    assert decodes == [(raw / "d1" / "apple" / "big.png").read_bytes()]
+    released = after.loc["d1/apple/big.png"]
+    assert (released.status, released.width, released.height) == ("ok", 1200, 1000)
+    assert ImageStore(store_root).open(released.sha256).size == (32, 27)
+    others = after.index != "d1/apple/big.png"
+    pd.testing.assert_frame_equal(after[others], before[others])
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in copies.items())
+    assert len(list(store_root.rglob("*.jpg"))) == 3
 
 
 def test_empty_drops_root_gives_an_empty_manifest_with_the_contract_columns(tmp_path):

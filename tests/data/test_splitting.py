@@ -7,7 +7,9 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from prodcls_pipeline.core.schema import SPLIT_COLUMNS, SPLITS
 from prodcls_pipeline.data import splitting
+from prodcls_pipeline.framework.params import SplitParams
 from prodcls_pipeline.pipelines.split import create_pipeline
 
 SEED = 42
@@ -34,9 +36,9 @@ def _split_of(splits: pd.DataFrame) -> dict[str, str]:
 
 def test_output_columns_values_and_order():
     splits = splitting.assign_splits(_manifest(50), SEED, VAL, TEST)
-    assert list(splits.columns) == splitting.SPLIT_COLUMNS
+    assert tuple(splits.columns) == SPLIT_COLUMNS
     assert splits["sha256"].is_monotonic_increasing
-    assert set(splits["split"]) == set(splitting.SPLITS)
+    assert set(splits["split"]) == set(SPLITS)
 
 
 @pytest.mark.parametrize("trial", range(20))
@@ -64,7 +66,7 @@ def test_missing_pinned_split_and_coarse_label_are_treated_as_empty():
     manifest = _manifest(5).astype(object)
     manifest.loc[0, ["pinned_split", "coarse_label"]] = None
     splits = splitting.assign_splits(manifest, SEED, VAL, TEST)
-    assert set(splits["split"]) <= set(splitting.SPLITS)
+    assert set(splits["split"]) <= set(SPLITS)
     assert splits["coarse_label"].notna().all()
 
 
@@ -140,7 +142,7 @@ def test_split_pipeline_runs_on_memory_datasets():
     catalog = DataCatalog(
         {
             "validated_manifest": MemoryDataset(_manifest(40)),
-            "params:split": MemoryDataset({"val_fraction": VAL, "test_fraction": TEST}),
+            "params:split": MemoryDataset(SplitParams(val_fraction=VAL, test_fraction=TEST)),
             "params:seed": MemoryDataset(SEED),
         }
     )

@@ -5,12 +5,14 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
+import yaml
+from helpers import CLASSES, REPO, lite0_checkpoint, synthetic_images
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from PIL import Image
-from test_export import CLASSES, lite0_checkpoint, synthetic_images
 
+from prodcls_pipeline.framework.params import CompressParams, TrainParams
 from prodcls_pipeline.pipelines.compress import create_pipeline
 
 PARAMS = {
@@ -62,6 +64,12 @@ def splits(store: FakeImageStore) -> pd.DataFrame:
     )
 
 
+def train_params() -> TrainParams:
+    """params.yaml's train section in the mode and partial block this test compresses."""
+    train = yaml.safe_load((REPO / "params.yaml").read_text())["train"]
+    return TrainParams.model_validate({**train, **TRAIN_PARAMS})
+
+
 def catalog(report: Path, params: dict = PARAMS) -> DataCatalog:
     store = FakeImageStore(synthetic_images(len(SPLITS), seed=3))
     return DataCatalog(
@@ -69,8 +77,8 @@ def catalog(report: Path, params: dict = PARAMS) -> DataCatalog:
             "classifier": MemoryDataset(lite0_checkpoint()),
             "splits": MemoryDataset(splits(store)),
             "image_store": MemoryDataset(store, copy_mode="assign"),
-            "params:compress": MemoryDataset(params),
-            "params:train": MemoryDataset(TRAIN_PARAMS),
+            "params:compress": MemoryDataset(CompressParams.model_validate(params)),
+            "params:train": MemoryDataset(train_params()),
             "params:seed": MemoryDataset(42),
             "onnx_models": MemoryDataset(),
             "compression_report": JSONDataset(filepath=str(report)),
@@ -107,6 +115,8 @@ def test_compress_pipeline_reports_every_variant(tmp_path: Path) -> None:
     assert report["deployable"] == fastest
     markdown = data.load("compression_report_markdown")
     assert f"| **{fastest}** (deployed) |" in markdown
+    assert report["unquantized_nodes"] == {"int8": [{"name": "/head/Gemm", "op_type": "Gemm"}]}
+    assert "Left in float in int8, after its last dequantisation: `/head/Gemm` (Gemm)." in markdown
 
 
 def test_an_accuracy_budget_of_zero_keeps_only_variants_as_good_as_fp32(tmp_path: Path) -> None:

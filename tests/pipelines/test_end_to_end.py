@@ -11,11 +11,21 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from helpers import SAMPLE_DIR, copy_project, run
 from PIL import Image, ImageOps
+from scipy.special import softmax
+
+from prodcls_pipeline.data.images import ImageStore
+from prodcls_pipeline.evaluation.prediction import BATCH_SIZE
+from prodcls_pipeline.models.classifier import checkpoint_preprocessing
+from prodcls_pipeline.models.onnx_export import INPUT_NAME
+from prodcls_pipeline.runtime.batching import image_batches
+from prodcls_pipeline.runtime.sessions import create_session
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +33,7 @@ E2E_ROBUSTNESS_IMAGES = 16
 E2E_FINE_TUNE_IMAGES = 64
 VARIANTS = {"fp32", "int8", "unstructured-30", "channels-25", "distilled-channels-50"}
 STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package"]
+UINT8_LEVELS = 256
 
 
 def reporting(project: Path, name: str) -> Path:
@@ -68,8 +79,8 @@ def land(project: Path, staging: Path, drop: str) -> None:
 
 def aliases(project: Path) -> dict[str, int]:
     script = (
-        "import json, mlflow; from prodcls_pipeline.core.tracking import tracking_uri;"
-        "mlflow.set_tracking_uri(tracking_uri());"
+        "import json, mlflow; from prodcls_pipeline.core.tracking import set_tracking;"
+        "set_tracking();"
         "print(json.dumps(dict(mlflow.MlflowClient().get_registered_model('prodcls').aliases)))"
     )
     output = run(project, sys.executable, "-c", script).stdout.strip().splitlines()[-1]
@@ -84,8 +95,8 @@ def predict(project: Path, image: Path, *model: str) -> dict:
 
 def registered_versions(project: Path) -> int:
     script = (
-        "import mlflow,sys; from prodcls_pipeline.core.tracking import tracking_uri;"
-        "mlflow.set_tracking_uri(tracking_uri());"
+        "import mlflow,sys; from prodcls_pipeline.core.tracking import set_tracking;"
+        "set_tracking();"
         "print(len(mlflow.MlflowClient().search_model_versions(\"name='prodcls'\")))"
     )
     return int(run(project, sys.executable, "-c", script).stdout.strip().splitlines()[-1])
@@ -134,6 +145,39 @@ def test_first_drop_runs_every_stage(project: Path, staging: Path) -> None:
     assert f"Model card: prodcls ({compression['deployable']})" in card
 
 
+def top2_ties(logits: np.ndarray) -> np.ndarray:
+    """Per image, whether its two most probable classes have the same softmax probability."""
+    top2 = np.sort(softmax(logits.astype(np.float64), axis=1), axis=1)[:, -2:]
+    return top2[:, 0] == top2[:, 1]
+
+
+def test_int8_top2_probabilities_tie_only_where_fp32_ties(project: Path) -> None:
+    checkpoint = torch.load(
+        project / "data/06_models/classifier.pt", map_location="cpu", weights_only=True
+    )
+    splits = pd.read_parquet(project / "data/03_primary/splits.parquet")
+    test = sorted(splits.loc[splits["split"] == "test", "sha256"])
+    models = project / "data/07_model_output/onnx"
+    sessions = {
+        variant: create_session((models / f"{variant}.onnx").read_bytes())
+        for variant in ("fp32", "int8")
+    }
+    logits: dict[str, list[np.ndarray]] = {variant: [] for variant in sessions}
+    store = ImageStore(project / "data/02_intermediate/images")
+    for batch in image_batches(store, test, checkpoint_preprocessing(checkpoint), BATCH_SIZE):
+        for variant, session in sessions.items():
+            logits[variant].append(session.run(None, {INPUT_NAME: batch})[0])
+    fp32_ties, int8_ties = (top2_ties(np.concatenate(logits[variant])) for variant in sessions)
+
+    assert len(int8_ties) == len(test) > 0
+    int8_only = int(np.sum(int8_ties & ~fp32_ties))
+    assert int8_only == 0, f"{int8_only} of {len(test)} test images tie in int8 only"
+    # Logits quantised to 8 bits take at most 256 values whatever the images: that made the ties.
+    int8_logits = np.concatenate(logits["int8"])
+    assert int8_logits.size > 2 * UINT8_LEVELS
+    assert np.unique(int8_logits).size > UINT8_LEVELS
+
+
 def test_pipelines_and_dag_have_the_eight_stages(project: Path) -> None:
     registry = run(project, "kedro", "registry", "list").stdout
     assert all(f"- {stage}" in registry for stage in STAGES), registry
@@ -144,6 +188,27 @@ def test_pipelines_and_dag_have_the_eight_stages(project: Path) -> None:
 def test_repro_after_a_full_run_runs_nothing(project: Path) -> None:
     output = run(project, "dvc", "repro").stdout
     assert "Running stage" not in output, output
+    assert "up to date" in run(project, "dvc", "status").stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "stages"),
+    [
+        ("src/prodcls_pipeline/training/losses.py", {"train", "compress"}),
+        ("src/prodcls_serving/model.py", {"package"}),
+    ],
+)
+def test_touching_a_module_outdates_exactly_the_stages_that_run_it(
+    project: Path, module: str, stages: set[str]
+) -> None:
+    path = project / module
+    original = path.read_bytes()
+    path.write_bytes(original + b"\n# touched\n")
+    try:
+        outdated = json.loads(run(project, "dvc", "status", "--json").stdout)
+    finally:
+        path.write_bytes(original)
+    assert set(outdated) == stages
     assert "up to date" in run(project, "dvc", "status").stdout
 
 

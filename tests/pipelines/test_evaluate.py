@@ -6,13 +6,18 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from helpers import lite0_checkpoint, synthetic_images
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from mlflow import MlflowClient
 from PIL import Image
-from test_export import lite0_checkpoint, synthetic_images
 
-from prodcls_pipeline.core.tracking import use_project_tracking
+from prodcls_pipeline.core.tracking import (
+    TRACKING_URI_ENV,
+    sqlite_tracking_uri,
+    use_project_tracking,
+)
+from prodcls_pipeline.framework.params import EvaluateParams
 from prodcls_pipeline.pipelines.evaluate import create_pipeline
 
 CLASSES = 3
@@ -51,8 +56,8 @@ class KeptDataset(MemoryDataset):
 @pytest.fixture
 def training_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A run as the train stage leaves it, in a sqlite store under tmp_path."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    uri = sqlite_tracking_uri(tmp_path)
+    monkeypatch.setenv(TRACKING_URI_ENV, uri)
     use_project_tracking("prodcls-test", project_root=tmp_path)
     with mlflow.start_run() as run:
         mlflow.log_param("backbone", "efficientnet_lite0")
@@ -77,7 +82,7 @@ def catalog(training_run: dict[str, str]) -> DataCatalog:
             "splits": MemoryDataset(splits),
             "image_store": MemoryDataset(store, copy_mode="assign"),
             "mlflow_run": MemoryDataset(training_run),
-            "params:evaluate": MemoryDataset(PARAMS),
+            "params:evaluate": MemoryDataset(EvaluateParams.model_validate(PARAMS)),
             "params:seed": MemoryDataset(42),
             **{name: KeptDataset() for name in outputs},
         }

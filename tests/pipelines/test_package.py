@@ -11,14 +11,25 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
+from helpers import (
+    LINEAGE,
+    PACKAGE_LABELS,
+    build_test_package,
+    package_inputs,
+    project_params,
+)
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from mlflow import MlflowClient
 from PIL import Image
-from test_packaging import LABELS, LINEAGE, build_test_package, package_inputs
 
-from prodcls_pipeline.core.tracking import use_project_tracking
+from prodcls_pipeline.core.tracking import (
+    TRACKING_URI_ENV,
+    sqlite_tracking_uri,
+    use_project_tracking,
+)
 from prodcls_pipeline.data.images import ImageStore
+from prodcls_pipeline.framework.params import IngestParams, PackageParams
 from prodcls_pipeline.pipelines.package import create_pipeline
 from prodcls_pipeline.pipelines.package.nodes import gate_promotion, register_model
 from prodcls_pipeline.release.lineage import dvc_dir_hash
@@ -26,11 +37,13 @@ from prodcls_pipeline.release.package import LINEAGE_FILE, TAG_KEYS, version_tag
 from prodcls_pipeline.release.registry import RunNotFoundError, register_model_version
 
 MODEL_NAME = "prodcls-test"
-PARAMS = {
-    "registered_model_name": MODEL_NAME,
-    "input_example_images": 2,
-    "promotion": {"min_top1": 0.0, "min_gain": 0.0},
-}
+PARAMS = PackageParams.model_validate(
+    {
+        "registered_model_name": MODEL_NAME,
+        "input_example_images": 2,
+        "promotion": {"min_top1": 0.0, "min_gain": 0.0},
+    }
+)
 TEST_IMAGES = 6
 
 
@@ -42,7 +55,7 @@ def jpeg(colour: tuple[int, int, int]) -> bytes:
 
 @pytest.fixture
 def store(tmp_path: Path) -> tuple[pd.DataFrame, ImageStore]:
-    """A test split of solid-colour JPEGs in a real image store, labelled from LABELS."""
+    """A test split of solid-colour JPEGs in a real image store, labelled from PACKAGE_LABELS."""
     store = ImageStore(tmp_path / "images")
     rows = []
     for index in range(TEST_IMAGES):
@@ -50,8 +63,14 @@ def store(tmp_path: Path) -> tuple[pd.DataFrame, ImageStore]:
         sha256 = hashlib.sha256(data).hexdigest()
         store.path(sha256).parent.mkdir(parents=True, exist_ok=True)
         store.path(sha256).write_bytes(data)
-        rows.append({"sha256": sha256, "label": LABELS[index % len(LABELS)], "split": "test"})
-    rows.append({"sha256": "0" * 64, "label": LABELS[0], "split": "train"})
+        rows.append(
+            {
+                "sha256": sha256,
+                "label": PACKAGE_LABELS[index % len(PACKAGE_LABELS)],
+                "split": "test",
+            }
+        )
+    rows.append({"sha256": "0" * 64, "label": PACKAGE_LABELS[0], "split": "train"})
     return pd.DataFrame(rows), store
 
 
@@ -68,8 +87,8 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def training_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A finished run as the train stage leaves it, in a sqlite store under tmp_path."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    uri = sqlite_tracking_uri(tmp_path)
+    monkeypatch.setenv(TRACKING_URI_ENV, uri)
     experiment_id = use_project_tracking("prodcls-test", project_root=tmp_path)
     with mlflow.start_run() as run:
         mlflow.log_param("backbone", "efficientnet_lite0")
@@ -118,7 +137,7 @@ def test_registered_model_takes_images_and_pins_its_requirements(
 
     model = mlflow.pyfunc.load_model(registered["model_uri"])
     predictions = model.predict(pd.DataFrame({"image": example}))
-    assert set(predictions["label"]) <= set(LABELS)
+    assert set(predictions["label"]) <= set(PACKAGE_LABELS)
     assert predictions["probability"].between(0, 1).all()
     requirements = Path(
         mlflow.artifacts.download_artifacts(f"{registered['model_uri']}/requirements.txt")
@@ -158,7 +177,9 @@ def test_the_gate_promotes_on_the_floor_alone_then_demands_a_gain(
     assert record["reason"].startswith("no champion yet")
     assert client.get_registered_model(MODEL_NAME).aliases == {"champion": 1, "challenger": 1}
 
-    strict = {**PARAMS, "promotion": {"min_top1": 0.0, "min_gain": 0.01}}
+    strict = PackageParams.model_validate(
+        {**PARAMS.model_dump(), "promotion": {"min_top1": 0.0, "min_gain": 0.01}}
+    )
     second = register_model(package, training_run, *store, strict)
     record, markdown = gate_promotion(second, *store, strict)
 
@@ -200,6 +221,7 @@ def test_package_pipeline_runs_on_memory_datasets(
         "splits": store[0],
         "image_store": store[1],
         "params:package": PARAMS,
+        "params:ingest": IngestParams.model_validate(project_params()["ingest"]),
     }
     catalog = DataCatalog(
         {

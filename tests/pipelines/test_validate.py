@@ -4,15 +4,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import row
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.text import TextDataset
-from test_quality import row
 
+from prodcls_pipeline.core.schema import MANIFEST_COLUMNS
 from prodcls_pipeline.framework.hooks import ValidationReportHook
+from prodcls_pipeline.framework.params import ValidateParams
 from prodcls_pipeline.pipelines.validate import create_pipeline
-from prodcls_pipeline.validation.checks import MANIFEST_COLUMNS, ValidationGateError
+from prodcls_pipeline.validation.checks import ValidationGateError
 
 PARAMS = {
     "new_class_policy": "allow",
@@ -43,7 +45,7 @@ def catalog(frame: pd.DataFrame, reports: Path) -> DataCatalog:
         datasets={
             "manifest": MemoryDataset(frame),
             "previous_validated_manifest": MemoryDataset(pd.DataFrame()),
-            "params:validate": MemoryDataset(PARAMS),
+            "params:validate": MemoryDataset(ValidateParams.model_validate(PARAMS)),
             "validation_report": JSONDataset(filepath=str(reports / "report.json")),
             "validation_report_markdown": TextDataset(filepath=str(reports / "report.md")),
             "validated_manifest": MemoryDataset(),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prodcls_pipeline.core.tracking import DATABASE_FILE, STORE_FOLDER
 from prodcls_pipeline.release.lineage import (
     DEPENDENCY_LOCK_FILE,
     PARAMS_FILE,
@@ -76,7 +77,7 @@ def test_dvc_dir_hash_changes_with_content(tmp_path: Path) -> None:
 
 
 def test_git_state_clean_then_dirty(repo: Path) -> None:
-    (repo / ".gitignore").write_text("mlruns/\n")
+    (repo / ".gitignore").write_text(f"{STORE_FOLDER}/\n")
     (repo / "code.py").write_text("x = 1\n")
     (repo / "dvc.lock").write_text("schema: '2.0'\n")
     _git(repo, "add", ".")
@@ -85,8 +86,8 @@ def test_git_state_clean_then_dirty(repo: Path) -> None:
         ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.strip()
 
-    (repo / "mlruns").mkdir()
-    (repo / "mlruns" / "mlflow.db").write_bytes(b"ignored by git")
+    (repo / STORE_FOLDER).mkdir()
+    (repo / STORE_FOLDER / DATABASE_FILE).write_bytes(b"ignored by git")
     (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
     assert git_state(repo) == {"commit": head, "dirty": False, "is_git_repo": True}
 

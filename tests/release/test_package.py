@@ -1,19 +1,17 @@
-"""The model package: right files, real numbers in the card, nothing left as a placeholder.
+"""The model package: right files, real numbers in the card, nothing left as a placeholder."""
 
-`tiny_onnx` and `package_inputs` are reused by test_package_pipeline.py.
-"""
-
-import io
 import json
 import re
-import warnings
-from functools import cache
-from typing import Any
 
-import pandas as pd
 import pytest
-import torch
-from torch import nn
+from helpers import (
+    LINEAGE,
+    PACKAGE_IMAGE_SIZE,
+    PACKAGE_LABELS,
+    build_test_package,
+    package_inputs,
+    tiny_onnx,
+)
 
 from prodcls_pipeline.release.package import (
     LINEAGE_FILE,
@@ -21,154 +19,8 @@ from prodcls_pipeline.release.package import (
     MODEL_FILE,
     NOT_MEASURED,
     TAG_KEYS,
-    build_package,
     version_tags,
 )
-
-LABELS = ["apple", "banana", "carrot", "leek", "milk", "pear", "yoghurt"]
-COARSE = ["fruit", "fruit", "vegetable", "vegetable", "", "fruit", "dairy"]
-F1 = [0.91, 0.42, 0.77, 0.35, 0.88, 0.61, 0.55]
-IMAGE_SIZE = 8
-LINEAGE = {
-    "git_commit": "0123456789abcdef0123456789abcdef01234567",
-    "git_dirty": False,
-    "git_repo": True,
-    "raw_data_dvc_hash": "3eae53a54a594a6b50e69c2176c3a3d1.dir",
-    "manifest_dvc_hash": "9b2f0a4b3c1d2e3f4a5b6c7d8e9f0a1b",
-    "params_hash": "a" * 64,
-    "lock_hash": "b" * 64,
-}
-
-
-@cache
-def tiny_onnx(seed: int, classes: int = len(LABELS)) -> bytes:
-    """A real two-layer classifier exported like the compress stage does: images → logits."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes)
-    ).eval()
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated but is the one that needs no onnxscript.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _export(model, buffer)
-    return buffer.getvalue()
-
-
-def _export(model: nn.Module, buffer: io.BytesIO) -> None:
-    torch.onnx.export(
-        model,
-        (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),),
-        buffer,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        dynamo=False,
-    )
-
-
-def package_inputs() -> dict[str, Any]:
-    """Stage outputs as the upstream stages write them, for a 7-class model."""
-    per_class = {
-        label: {"precision": f1 + 0.02, "recall": f1 - 0.02, "f1": f1, "support": 10 + index}
-        for index, (label, f1) in enumerate(zip(LABELS, F1, strict=True))
-    }
-    manifest = pd.DataFrame(
-        [
-            {
-                "sha256": f"{label}-{image:02d}",
-                "drop": f"drop-{image % 2}",
-                "label": label,
-                "coarse_label": coarse,
-                "status": "ok",
-            }
-            for label, coarse, count in zip(LABELS, COARSE, range(12, 19), strict=True)
-            for image in range(count)
-        ]
-    )
-    variant_row = {"params": 5_123, "ips_b1": 230.4, "ips_b32": 410.9, "p50_ms": 4.35}
-    return {
-        "onnx_models": {"fp32": tiny_onnx(seed=0), "int8": tiny_onnx(seed=1)},
-        "classifier": {
-            "backbone": "efficientnet_lite0",
-            "labels": LABELS,
-            "coarse_labels": COARSE,
-            "preprocessing": {
-                "input_size": IMAGE_SIZE,
-                "resize_size": 10,
-                "mean": [0.5, 0.5, 0.5],
-                "std": [0.5, 0.5, 0.5],
-                "interpolation": "bicubic",
-            },
-            "head": {"weight": torch.zeros(len(LABELS), 4), "bias": torch.zeros(len(LABELS))},
-            "temperature": 0.6183,
-        },
-        "metrics": {
-            "top1": 0.8125,
-            "top5": 0.9731,
-            "macro_f1": 0.6414,
-            "coarse_top1": 0.8842,
-            "ece": 0.0712,
-            "test_images": 91,
-            "classes": len(LABELS),
-        },
-        "classification_report": pd.DataFrame(
-            [{"label": label, **values} for label, values in per_class.items()]
-        ),
-        "compression_report": {
-            "benchmark_batch_size": 32,
-            "throughput_column": "ips_b32",
-            "deployable": "int8",
-            "deploy_rule": {"text": "the highest ips_b32 within 0.0100 top-1 of fp32"},
-            "variants": {
-                "fp32": {
-                    **variant_row,
-                    "variant": "fp32",
-                    "method": "exported as is",
-                    "size_mb": 13.42,
-                    "p95_ms": 6.1,
-                    "top1": 0.8125,
-                    "macro_f1": 0.6414,
-                    "delta_top1": 0.0,
-                },
-                "int8": {
-                    **variant_row,
-                    "variant": "int8",
-                    "method": "static int8",
-                    "size_mb": 3.61,
-                    "p95_ms": None,
-                    "top1": 0.8081,
-                    "macro_f1": 0.6377,
-                    "delta_top1": -0.0044,
-                },
-            },
-        },
-        "validated_manifest": manifest,
-        "validation_report": {
-            "success": True,
-            "checks": [
-                {"name": "images_per_class", "success": True},
-                {"name": "quarantine_fraction", "success": True},
-            ],
-        },
-    }
-
-
-def build_test_package(
-    variant: str = "int8", model_name: str = "prodcls", **overrides: Any
-) -> dict[str, bytes]:
-    inputs = {**package_inputs(), **overrides}
-    return build_package(
-        onnx_models=inputs["onnx_models"],
-        model_name=model_name,
-        classifier=inputs["classifier"],
-        metrics=inputs["metrics"],
-        per_class=inputs["classification_report"],
-        compression_report={**inputs["compression_report"], "deployable": variant},
-        manifest=inputs["validated_manifest"],
-        validation_report=inputs["validation_report"],
-        lineage=LINEAGE,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -197,12 +49,12 @@ def test_package_holds_the_deployed_variant_and_its_interface(package: dict[str,
     assert label_map["label_to_coarse"]["milk"] == ""
     preprocessing = json.loads(package["preprocessing.json"])
     assert preprocessing["input_name"] == "images"
-    assert preprocessing["input_shape"] == ["batch", 3, IMAGE_SIZE, IMAGE_SIZE]
+    assert preprocessing["input_shape"] == ["batch", 3, PACKAGE_IMAGE_SIZE, PACKAGE_IMAGE_SIZE]
     assert preprocessing["output_name"] == "logits"
     assert preprocessing["input_dtype"] == preprocessing["output_dtype"] == "float32"
-    assert preprocessing["output_shape"] == ["batch", len(LABELS)]
+    assert preprocessing["output_shape"] == ["batch", len(PACKAGE_LABELS)]
     assert preprocessing["resize"] == {"shorter_side": 10, "interpolation": "bicubic"}
-    assert preprocessing["center_crop"] == IMAGE_SIZE
+    assert preprocessing["center_crop"] == PACKAGE_IMAGE_SIZE
 
 
 def test_lineage_and_tags(package: dict[str, bytes]) -> None:
@@ -283,3 +135,13 @@ def test_rejects_a_variant_not_exported_and_mismatched_labels() -> None:
         build_test_package("channels-25")
     with pytest.raises(ValueError, match="3 classes"):
         build_test_package(onnx_models={"int8": tiny_onnx(seed=2, classes=3)})
+
+
+def test_a_label_holding_markdown_or_html_appears_literally_in_the_card() -> None:
+    manifest = package_inputs()["validated_manifest"].copy()
+    manifest.loc[0, "label"] = "<script>alert(1)</script>|*x*"
+
+    card = build_test_package(validated_manifest=manifest)[MODEL_CARD_FILE].decode("utf-8")
+
+    assert "\n| &lt;script&gt;alert(1)&lt;/script&gt;\\|\\*x\\* | " in card
+    assert "<script>" not in card

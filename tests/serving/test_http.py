@@ -1,4 +1,5 @@
-"""`mlflow models serve` of the registered champion: photos in over HTTP, 400 for non-images."""
+"""`mlflow models serve` of the registered champion: photos in over HTTP, 400 for non-images and
+for images beyond the package's limits, which the server never decodes."""
 
 import base64
 import json
@@ -17,13 +18,14 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
-from helpers import CHAMPION_URI, LABELS, champion_registry, sample_images
+from helpers import CHAMPION_URI, LABELS, champion_registry, declared_png, sample_images
 
 from prodcls_pipeline.core.tracking import TRACKING_URI_ENV
 
 # Importing mlflow, loading the model and starting uvicorn on two busy cores.
 STARTUP_SECONDS = 240
 REQUEST_SECONDS = 60
+MIB = 2**20
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,11 @@ def registry(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="module")
-def server(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of `mlflow models serve` for the champion; the server is always stopped."""
+def serving(
+    registry: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The base URL of `mlflow models serve` for the champion, and its process (the leader of
+    the server's process group); the server is always stopped."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     bin_dir = str(Path(sys.executable).parent)  # where `uvicorn`, which mlflow runs, lives
@@ -53,9 +58,15 @@ def server(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(url, process, log_path)
-        yield url
+        yield url, process
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(serving: tuple[str, subprocess.Popen]) -> str:
+    """The base URL of the served champion."""
+    return serving[0]
 
 
 def test_two_photos_get_labels_and_probabilities(server: str) -> None:
@@ -102,6 +113,31 @@ def test_a_non_image_is_a_400_with_a_readable_message(server: str) -> None:
     assert "Traceback" not in answer["message"]
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "reason"),
+    [
+        (8000, 8000, "too many pixels (8000×8000 > 40000000)"),
+        (400_000, 99, "aspect ratio too extreme (400000×99, 4040.4:1 > 20:1)"),
+    ],
+)
+def test_an_image_beyond_the_limits_is_a_400_and_never_decoded(
+    serving: tuple[str, subprocess.Popen], width: int, height: int, reason: str
+) -> None:
+    """Complete, valid PNGs of tens of KB: decoding either costs the server over 150 MB."""
+    url, process = serving
+    image = base64.b64encode(declared_png(width, height, complete=True)).decode("ascii")
+    body = {"dataframe_split": {"columns": ["image"], "data": [[image]]}}
+
+    resident = _reset_peak_memory(process.pid)
+    status, answer = _post(f"{url}/invocations", body)
+    growth = _peak_memory(process.pid) - resident
+
+    assert status == 400, answer
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "image 0 (" in answer["message"] and answer["message"].endswith(reason)
+    assert growth < 32 * MIB, f"the server's peak memory grew by {growth / MIB:.0f} MiB"
+
+
 def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -111,6 +147,40 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
+
+
+def _group_pids(group: int) -> list[int]:
+    """The processes of a process group (the mlflow command and the uvicorn it runs)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # Fields after the command name in parentheses: state, parent, process group, ...
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process has just exited
+            continue
+        if int(fields[2]) == group:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _memory(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(f"no {field} in /proc/{pid}/status")
+
+
+def _reset_peak_memory(group: int) -> int:
+    """Reset the peak resident memory of the group's processes (Linux clear_refs); returns
+    their resident memory now."""
+    for pid in _group_pids(group):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return sum(_memory(pid, "VmRSS") for pid in _group_pids(group))
+
+
+def _peak_memory(group: int) -> int:
+    """The group's peak resident memory since the last reset."""
+    return sum(_memory(pid, "VmHWM") for pid in _group_pids(group))
 
 
 def _free_port() -> int:

@@ -16,7 +16,11 @@ from helpers import (
     CHAMPION_URI,
     COARSE_LABELS,
     LABELS,
+    PACKAGE_LIMITS,
+    SRC,
     champion_registry,
+    declared_png,
+    forbid_pixel_decoding,
     sample_images,
     write_package,
 )
@@ -26,7 +30,10 @@ from PIL import Image
 from prodcls_pipeline.data.preprocessing import Preprocessing, eval_transform
 from prodcls_pipeline.release import package as packaging
 from prodcls_serving import model as serving
-from prodcls_serving.model import ImageInputError, ModelPackage, preprocess, read_image
+from prodcls_serving.files import MODEL_FILE
+from prodcls_serving.inputs import ImageInputError, read_image
+from prodcls_serving.model import ModelPackage
+from prodcls_serving.preprocessing import preprocess
 
 RED, GREEN, BLUE = (220, 20, 20), (20, 220, 20), (20, 20, 220)
 
@@ -126,7 +133,9 @@ def test_preprocessing_matches_the_training_transform(
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
     )
-    spec = packaging.preprocessing_spec(training.to_dict(), {"input_dtype": "float32"})
+    spec = packaging.preprocessing_spec(
+        training.to_dict(), {"input_dtype": "float32"}, PACKAGE_LIMITS
+    )
 
     served = preprocess(image, spec)
     expected = eval_transform(training)(image).numpy()
@@ -216,12 +225,48 @@ def test_logged_model_pins_its_requirements_and_carries_its_code(registry: str) 
         "pillow",
     ]
     assert all("==" in requirement for requirement in requirements)
-    assert (local / "code" / "prodcls_pipeline" / "serving.py").is_file()
-    assert (local / "artifacts" / "package" / serving.MODEL_FILE).is_file()
+    assert (local / "artifacts" / "package" / MODEL_FILE).is_file()
     assert model_info.signature.params.to_dict() == [
         {"name": "top_k", "default": 5, "shape": None, "type": "long"}
     ]
     assert model_info.saved_input_example_info["type"] == "dataframe"
+
+
+def test_the_logged_code_is_the_serving_package_alone(registry: str) -> None:
+    code = Path(mlflow.artifacts.download_artifacts(CHAMPION_URI)) / "code"
+    package = SRC / "prodcls_serving"
+
+    assert [path.name for path in code.iterdir()] == ["prodcls_serving"]
+    logged = {
+        path.relative_to(code / "prodcls_serving") for path in code.rglob("*") if path.is_file()
+    }
+    assert logged == {path.relative_to(package) for path in package.rglob("*.py")}
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "reason"),
+    [
+        (8000, 8000, "too many pixels (8000×8000 > 40000000)"),
+        (4000, 100, "aspect ratio too extreme (4000×100, 40.0:1 > 20:1)"),
+    ],
+)
+def test_pyfunc_refuses_an_image_beyond_the_package_limits_before_decoding_it(
+    model: mlflow.pyfunc.PyFuncModel,
+    monkeypatch: pytest.MonkeyPatch,
+    width: int,
+    height: int,
+    reason: str,
+) -> None:
+    forbid_pixel_decoding(monkeypatch)
+    with pytest.raises(MlflowException) as caught:
+        model.predict(pd.DataFrame({"image": [b64(declared_png(width, height))]}))
+    assert caught.value.get_http_status_code() == 400
+    assert caught.value.message.startswith("image 0 (") and caught.value.message.endswith(reason)
+
+
+def test_a_package_carries_the_limits_it_serves_under(tmp_path: Path) -> None:
+    package = ModelPackage.load(write_package(tmp_path / "package"))
+    assert package.limits == PACKAGE_LIMITS
 
 
 def test_logging_needs_an_active_run(tmp_path: Path) -> None:
@@ -267,5 +312,5 @@ def test_a_client_without_torch_loads_the_logged_code(registry: str, tmp_path: P
         .tolist()
     )
     # The model's own copy of the code, not the checkout's.
-    assert output["serving"].endswith("code/prodcls_pipeline/serving.py")
+    assert output["serving"].endswith("code/prodcls_serving/model.py")
     assert not output["serving"].startswith(str(Path(serving.__file__).parent))

@@ -3,38 +3,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from helpers import CONFIG
 
 from prodcls_pipeline.training.checkpoints import CheckpointStore
-from prodcls_pipeline.training.loop import AdversarialConfig, TrainingConfig
+from prodcls_pipeline.training.loop import TrainingConfig
 from prodcls_pipeline.training.modes import fit_head
-
-CONFIG = TrainingConfig(
-    batch_size=16,
-    max_epochs=12,
-    optimizer="adamw",
-    learning_rate=0.01,
-    backbone_learning_rate=0.001,
-    momentum=0.9,
-    nesterov=True,
-    weight_decay=0.0,
-    schedule="cosine",
-    warmup_epochs=1,
-    step_size=10,
-    step_gamma=0.1,
-    dropout=0.1,
-    loss="ce",
-    focal_gamma=2.0,
-    label_smoothing=0.0,
-    class_balance="weights",
-    gradient_clip_norm=0.0,
-    early_stopping_metric="val_accuracy",
-    early_stopping_patience=5,
-    restore_best=True,
-    temperature_scaling=False,
-    resume=True,
-    device="cpu",
-    adversarial=AdversarialConfig(False, "fgsm", 0.01, 2, 0.005, 0.5),
-)
 
 
 def blobs(seed: int, per_class: int = 30, classes: int = 3, dim: int = 8):

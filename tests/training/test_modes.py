@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from test_training import CONFIG
+from helpers import CONFIG
 
 from prodcls_pipeline.models.backbone_split import activation_key, split_backbone
 from prodcls_pipeline.models.backbones import create_backbone, preprocessing_for

@@ -1,13 +1,13 @@
 """The manifest's data contract (quality.py) and its Markdown page (quality_report.py)."""
 
-import hashlib
 import json
 
 import pandas as pd
 import pytest
+from helpers import row, sha
 
+from prodcls_pipeline.core.schema import INTEGER_COLUMNS, MANIFEST_COLUMNS
 from prodcls_pipeline.validation.checks import (
-    MANIFEST_COLUMNS,
     ValidationGateError,
     ValidationRules,
     raise_if_failed,
@@ -29,31 +29,9 @@ RULES = ValidationRules(
 NO_PREVIOUS = pd.DataFrame()
 
 
-def sha(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()
-
-
-def row(drop: str, label: str, name: str, **overrides) -> dict:
-    values = {
-        "sha256": sha(name),
-        "drop": drop,
-        "source_path": f"{drop}/{label}/{name}.jpg",
-        "label": label,
-        "coarse_label": "",
-        "pinned_split": "",
-        "width": 640,
-        "height": 480,
-        "format": "JPEG",
-        "bytes": 1000,
-        "status": "ok",
-        "quarantine_reason": "",
-    }
-    return values | overrides
-
-
 def manifest(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-    return frame.astype({"width": "int64", "height": "int64", "bytes": "int64"})
+    return frame.astype(dict.fromkeys(INTEGER_COLUMNS, "int64"))
 
 
 def clean_rows(drop: str = "drop-001", per_class: int = 4) -> list[dict]:
@@ -255,3 +233,22 @@ def test_markdown_caps_long_lists():
     markdown = render_markdown(validate_manifest(manifest(rows), NO_PREVIOUS, RULES))
     assert "… and 20 more" in markdown
     assert markdown.count("| drop-001 | drop-001/apple/bad-") == 50
+
+
+def test_markdown_shows_a_hostile_file_name_and_label_literally():
+    rows = clean_rows()
+    rows.append(
+        row(
+            "drop-001",
+            "<b>apple</b>",
+            "x|<script>alert(1)</script>*y*",
+            status="quarantined",
+            quarantine_reason="not an image:\n[click](http://example.com)",
+        )
+    )
+    markdown = render_markdown(validate_manifest(manifest(rows), NO_PREVIOUS, RULES))
+    assert (
+        "| drop-001 | drop-001/&lt;b&gt;apple&lt;/b&gt;/x\\|&lt;script&gt;alert(1)&lt;/script&gt;"
+        "\\*y\\*.jpg | not an image: \\[click\\](http://example.com) |"
+    ) in markdown
+    assert "<script>" not in markdown and "<b>" not in markdown

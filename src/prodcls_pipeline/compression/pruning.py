@@ -9,6 +9,7 @@
 """
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -56,6 +57,21 @@ def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
         for name, module in model.named_modules()
         if isinstance(module, PRUNABLE)
     }
+
+
+def zero_keeper(model: nn.Module) -> Callable[[nn.Module], None]:
+    """A training step hook that zeroes again, in the model it is given (`model` or a copy),
+    the conv/linear weights that are zero in `model` now: unstructured pruning survives the
+    recovery fine-tune."""
+    masks = zero_masks(model)
+
+    @torch.no_grad()
+    def keep_zeros(tuned: nn.Module) -> None:
+        parameters = dict(tuned.named_parameters())
+        for name, mask in masks.items():
+            parameters[name].mul_(mask)
+
+    return keep_zeros
 
 
 def prune_channels(model: nn.Module, fraction: float) -> nn.Module:

@@ -3,12 +3,16 @@ compares them on the test split, and the rule that picks the one to deploy."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
-from sklearn.metrics import f1_score
 
+from prodcls_pipeline.compression.int8 import float_output_nodes, is_quantized
+from prodcls_pipeline.core.numbers import round_measure, round_metric
+from prodcls_pipeline.core.rules import Rule
+from prodcls_pipeline.core.scores import classification_scores, hit_rate
+from prodcls_pipeline.core.tables import Markdown, bold, markdown_table
 from prodcls_pipeline.models.onnx_export import parameter_count
 from prodcls_pipeline.runtime.batching import predict_top1
 from prodcls_pipeline.runtime.sessions import available_cores, create_session
@@ -16,9 +20,6 @@ from prodcls_pipeline.runtime.timing import measure
 
 REFERENCE_VARIANT = "fp32"
 _BYTES_PER_MB = 1_000_000
-# Rates (accuracy, agreement) keep the evaluate stage's precision; sizes and timings need less.
-_RATE_DIGITS = 4
-_MEASURE_DIGITS = 2
 
 
 def compare_variants(
@@ -32,8 +33,9 @@ def compare_variants(
     batch_size: int,
     repeats: int,
 ) -> dict[str, Any]:
-    """Size, speed and test accuracy of each variant, its agreement with the fp32 reference, and
-    the variant `rule` deploys. `methods` says in a few words how each variant was made.
+    """Size, speed and test accuracy of each variant, its agreement with the fp32 reference, the
+    nodes each quantised variant left in float, and the variant `rule` deploys. `methods` says in
+    a few words how each variant was made.
 
     `test_batches` is consumed once: every variant scores each batch before the next is decoded.
     """
@@ -42,22 +44,26 @@ def compare_variants(
     sessions = {variant: create_session(model) for variant, model in models.items()}
     predicted = predict_top1(sessions, test_batches)
     accuracy = {
-        variant: _accuracy(test_labels, [class_labels[i] for i in indices], class_labels)
+        variant: classification_scores(
+            test_labels, [class_labels[i] for i in indices], class_labels
+        )
         for variant, indices in predicted.items()
     }
     variants = {
         variant: {
             "variant": variant,
             "method": methods[variant],
-            "size_mb": round(len(models[variant]) / _BYTES_PER_MB, _MEASURE_DIGITS),
+            "size_mb": round_measure(len(models[variant]) / _BYTES_PER_MB),
             "params": parameter_count(models[variant]),
             "nonzero_params": parameter_count(models[variant], nonzero=True),
             **_timing(sessions[variant], benchmark_images, batch_size, repeats),
             **accuracy[variant],
-            "delta_top1": round(
-                accuracy[variant]["top1"] - accuracy[REFERENCE_VARIANT]["top1"], _RATE_DIGITS
+            "delta_top1": round_metric(
+                accuracy[variant]["top1"] - accuracy[REFERENCE_VARIANT]["top1"]
             ),
-            "agreement_with_fp32": _rate(predicted[variant] == predicted[REFERENCE_VARIANT]),
+            "agreement_with_fp32": round_metric(
+                hit_rate(predicted[variant] == predicted[REFERENCE_VARIANT])
+            ),
         }
         for variant in models
     }
@@ -69,6 +75,11 @@ def compare_variants(
             "speed": rule.speed,
             "text": rule.describe(),
         },
+        "unquantized_nodes": {
+            variant: float_output_nodes(model)
+            for variant, model in models.items()
+            if is_quantized(model)
+        },
         "test_images": len(test_labels),
         "benchmark_images": len(benchmark_images),
         "benchmark_batch_size": batch_size,
@@ -77,21 +88,6 @@ def compare_variants(
         "onnxruntime_version": ort.__version__,
         "cpu_cores": available_cores(),
     }
-
-
-def _accuracy(
-    truth: Sequence[str], predicted: Sequence[str], class_labels: Sequence[str]
-) -> dict[str, float]:
-    """Top-1 and macro F1 over the model's classes, as the evaluate stage computes them."""
-    f1 = f1_score(truth, predicted, labels=list(class_labels), average="macro", zero_division=0)
-    return {
-        "top1": _rate(np.asarray(truth) == np.asarray(predicted)),
-        "macro_f1": round(float(f1), _RATE_DIGITS),
-    }
-
-
-def _rate(hits: np.ndarray) -> float:
-    return round(float(np.mean(hits)), _RATE_DIGITS)
 
 
 def _timing(
@@ -104,7 +100,7 @@ def _timing(
         "p50_ms": timing.p50_ms,
         "p95_ms": timing.p95_ms,
     }
-    return {field: round(value, _MEASURE_DIGITS) for field, value in measured.items()}
+    return {field: round_measure(value) for field, value in measured.items()}
 
 
 def throughput_key(batch_size: int) -> str:
@@ -113,16 +109,13 @@ def throughput_key(batch_size: int) -> str:
 
 
 @dataclass(frozen=True)
-class DeployRule:
+class DeployRule(Rule):
     """Deploy the fastest variant whose top-1 is at most `max_top1_drop` below fp32's."""
+
+    params_section: ClassVar[str] = "compress.deploy_rule"
 
     max_top1_drop: float
     speed: str
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "DeployRule":
-        rule = params["deploy_rule"]
-        return cls(max_top1_drop=float(rule["max_top1_drop"]), speed=str(rule["speed"]))
 
     def describe(self) -> str:
         return (
@@ -146,16 +139,33 @@ def choose_deployable(variants: Mapping[str, dict[str, Any]], rule: DeployRule) 
 def render_report(report: dict[str, Any]) -> str:
     """The compression report as a Markdown table, the deployable variant marked."""
     speed_column = report["throughput_column"]
-    header = (
-        f"| variant | how | size MB | params | img/s b1 | img/s b{report['benchmark_batch_size']} "
-        "| p50 ms | p95 ms | top-1 | macro-F1 | Δ top-1 |"
-    )
+    header = [
+        "variant",
+        "how",
+        "size MB",
+        "params",
+        "img/s b1",
+        f"img/s b{report['benchmark_batch_size']}",
+        "p50 ms",
+        "p95 ms",
+        "top-1",
+        "macro-F1",
+        "Δ top-1",
+    ]
     rows = [
-        f"| {'**' + name + '** (deployed)' if name == report['deployable'] else name} "
-        f"| {row.get('method', '')} | {row['size_mb']:.2f} | {row['params']:,} "
-        f"| {row['ips_b1']:.1f} | {row[speed_column]:.1f} | {row['p50_ms']:.2f} "
-        f"| {row['p95_ms']:.2f} | {row['top1']:.4f} | {row['macro_f1']:.4f} "
-        f"| {row['delta_top1']:+.4f} |"
+        [
+            Markdown(f"{bold(name)} (deployed)") if name == report["deployable"] else name,
+            row.get("method", ""),
+            f"{row['size_mb']:.2f}",
+            f"{row['params']:,}",
+            f"{row['ips_b1']:.1f}",
+            f"{row[speed_column]:.1f}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p95_ms']:.2f}",
+            f"{row['top1']:.4f}",
+            f"{row['macro_f1']:.4f}",
+            f"{row['delta_top1']:+.4f}",
+        ]
         for name, row in report["variants"].items()
     ]
     return "\n".join(
@@ -166,11 +176,24 @@ def render_report(report: dict[str, Any]) -> str:
             f"images, {report['cpu_cores']} CPU cores, ONNX Runtime "
             f"{report['onnxruntime_version']}, median of {report['benchmark_repeats']} passes.",
             "",
-            header,
-            "|" + " --- |" * 11,
-            *rows,
+            markdown_table(header, rows),
             "",
-            f"Deployed: **{report['deployable']}**, by the rule: {report['deploy_rule']['text']}.",
+            f"Deployed: {bold(report['deployable'])}, "
+            f"by the rule: {report['deploy_rule']['text']}.",
             "",
+            *_unquantized_lines(report["unquantized_nodes"]),
         ]
     )
+
+
+def _unquantized_lines(unquantized: Mapping[str, Sequence[dict[str, str]]]) -> list[str]:
+    """One line per quantised variant naming the nodes that compute its outputs in float."""
+    lines = []
+    for variant, nodes in unquantized.items():
+        named = ", ".join(f"`{node['name']}` ({node['op_type']})" for node in nodes)
+        lines += [
+            f"Left in float in {variant}, after its last dequantisation: "
+            f"{named or 'nothing (its outputs are dequantised int8)'}.",
+            "",
+        ]
+    return lines

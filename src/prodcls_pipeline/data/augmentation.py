@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
+from prodcls_pipeline.core.schema import TRAIN
 from prodcls_pipeline.data.preprocessing import Preprocessing, tensor_normalisation
 
 COLOR_JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
@@ -99,7 +100,7 @@ def augmented_views(
 
 def select_preview_images(splits: pd.DataFrame, count: int) -> pd.DataFrame:
     """Up to `count` training rows, one per class first, each class's lowest sha256 first."""
-    train = splits[splits["split"] == "train"].sort_values("sha256")
+    train = splits[splits["split"] == TRAIN].sort_values("sha256")
     first_of_class = train.drop_duplicates("label")
     return pd.concat([first_of_class, train.drop(first_of_class.index)]).head(count)
 

@@ -18,10 +18,18 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from prodcls_pipeline.core.schema import (
+    MANIFEST_COLUMNS,
+    MANIFEST_DTYPES,
+    PINNED_SPLITS,
+    QUARANTINED,
+    SPLITS,
+    UNPINNED,
+)
 from prodcls_pipeline.data.images import (
-    ImageRejected,
     ImageStore,
-    decode_image,
+    IngestSettings,
+    quarantine_record,
     sha256_bytes,
     sha256_file,
 )
@@ -29,25 +37,8 @@ from prodcls_pipeline.data.images import (
 logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.csv"
-SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("split", "coarse_label")
-
-MANIFEST_DTYPES = {
-    "sha256": "str",
-    "drop": "str",
-    "source_path": "str",
-    "label": "str",
-    "coarse_label": "str",
-    "pinned_split": "str",
-    "width": "int64",
-    "height": "int64",
-    "format": "str",
-    "bytes": "int64",
-    "status": "str",
-    "quarantine_reason": "str",
-}
-MANIFEST_COLUMNS = tuple(MANIFEST_DTYPES)
 
 
 class DropFormatError(ValueError):
@@ -116,7 +107,7 @@ def _scan_folder_tree(drop_dir: Path) -> list[DropFile]:
                 source_path=f"{drop_dir.name}/{'/'.join(parts)}",
                 label=label,
                 coarse_label=coarse_label,
-                pinned_split="",
+                pinned_split=UNPINNED,
                 problem=problem,
             )
         )
@@ -130,7 +121,7 @@ def _scan_labels_csv(drop_dir: Path) -> list[DropFile]:
             source_path=f"{drop_dir.name}/{relative}",
             label=row["label"],
             coarse_label=row.get("coarse_label", ""),
-            pinned_split=row.get("split", ""),
+            pinned_split=row.get("split", UNPINNED),
         )
         for relative, row in read_labels_csv(drop_dir).items()
     }
@@ -140,7 +131,7 @@ def _scan_labels_csv(drop_dir: Path) -> list[DropFile]:
             source_path=f"{drop_dir.name}/{relative}",
             label="",
             coarse_label="",
-            pinned_split="",
+            pinned_split=UNPINNED,
             problem=f"no label: file is not listed in {LABELS_FILE}",
         )
         for relative in _relative_files(drop_dir)
@@ -199,8 +190,8 @@ def _check_row(drop_dir: Path, row: dict[str, str], line: str) -> str:
         raise DropFormatError(f"{line}: empty path")
     if not row["label"]:
         raise DropFormatError(f"{line}: empty label for {row['path']!r}")
-    split = row.get("split", "")
-    if split not in ("", *SPLITS):
+    split = row.get("split", UNPINNED)
+    if split not in PINNED_SPLITS:
         raise DropFormatError(
             f"{line}: split {split!r} is not one of {', '.join(SPLITS)} (or empty)"
         )
@@ -217,65 +208,46 @@ def _check_row(drop_dir: Path, row: dict[str, str], line: str) -> str:
 
 
 def build_manifest(
-    root: Path,
-    files: list[DropFile],
-    store: ImageStore,
-    max_side: int,
-    max_pixels: int,
-    max_source_bytes: int,
-    quality: int,
+    root: Path, files: list[DropFile], store: ImageStore, settings: IngestSettings
 ) -> pd.DataFrame:
-    """One manifest row per file; only images whose sha256 the store has not seen are decoded."""
+    """One manifest row per file. An image is decoded only when the store has no decision for
+    it that holds under `settings`: never seen, or made under a setting that since changed."""
     rows = []
-    decoded = reused = 0
+    new = again = reused = 0
     for file in tqdm(files, desc="ingest", unit="file", disable=None):
         path = root / file.source_path
         size = path.stat().st_size
-        if size > max_source_bytes:
+        if size > settings.max_source_bytes:
             sha256 = sha256_file(path)
-            record = _quarantine_record(f"file too large ({size} bytes > {max_source_bytes})")
+            record = quarantine_record(
+                f"file too large ({size} bytes > {settings.max_source_bytes})"
+            )
         else:
             data = path.read_bytes()
             sha256 = sha256_bytes(data)
-            if sha256 not in store:
-                _decode_into(store, sha256, data, max_side, max_pixels, quality)
-                decoded += 1
-            else:
+            record = store.decision(sha256, settings)
+            if record is not None:
                 reused += 1
-            record = store.record(sha256)
+            else:
+                again += sha256 in store
+                new += sha256 not in store
+                record = store.put(sha256, data, settings)
         if file.problem:
-            record = {**record, "status": "quarantined", "quarantine_reason": file.problem}
+            record = {**record, "status": QUARANTINED, "quarantine_reason": file.problem}
         rows.append(_manifest_row(file, sha256, size, record))
     store.flush()
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(MANIFEST_DTYPES)
-    quarantined = int((manifest["status"] == "quarantined").sum())
+    quarantined = int((manifest["status"] == QUARANTINED).sum())
     logger.info(
-        "decoded %d new, reused %d from the image store; manifest of %d files, %d quarantined",
-        decoded,
+        "decoded %d new, %d again for changed ingest settings, reused %d from the image store; "
+        "manifest of %d files, %d quarantined",
+        new,
+        again,
         reused,
         len(manifest),
         quarantined,
     )
     return manifest
-
-
-def _decode_into(
-    store: ImageStore, sha256: str, data: bytes, max_side: int, max_pixels: int, quality: int
-) -> None:
-    try:
-        store.put(sha256, decode_image(data, max_side, max_pixels), quality=quality)
-    except ImageRejected as rejection:
-        store.put(sha256, None, reason=rejection.reason)
-
-
-def _quarantine_record(reason: str) -> dict:
-    return {
-        "width": 0,
-        "height": 0,
-        "format": "",
-        "status": "quarantined",
-        "quarantine_reason": reason,
-    }
 
 
 def _manifest_row(file: DropFile, sha256: str, size: int, record: dict) -> dict:

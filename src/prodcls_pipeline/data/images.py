@@ -1,8 +1,15 @@
-"""Decode, normalise and hash product photos; keep normalised copies in a content-addressed store.
+"""Normalise and hash product photos; keep the normalised copies in a content-addressed store.
 
-The identity of an image is the sha256 of its original bytes. The store keeps one normalised RGB
-JPEG per identity plus a decode record (size, format, status) of the original, so an image that
-was seen once, good or bad, is never decoded again.
+The identity of an image is the sha256 of its original bytes. Decoding is serving's decoder
+(`prodcls_serving.common.decoding`), so a photo is converted and limited the same way when it is
+ingested and when it is served.
+
+The store keeps one normalised RGB JPEG per identity and a record of what decoding found. Each
+decision is derived from that record and the run's `IngestSettings`, so it depends on exactly the
+settings that can change it: a quarantine for size on the limits and the declared size; a
+normalised copy on `max_side` only where the source exceeds it, on `normalised_quality` unless
+the copy is the source's own bytes; any other rejection on nothing. A changed setting re-decodes
+the images it affects and no other.
 """
 
 import hashlib
@@ -12,28 +19,46 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-_WHITE = (255, 255, 255)
-_SIXTEEN_BIT_MAX = 65535
-_EXIF_ORIENTATION = 0x0112
+from prodcls_pipeline.core.rules import Rule
+from prodcls_pipeline.core.schema import OK, QUARANTINED
+from prodcls_serving.common.decoding import (
+    ImageLimits,
+    ImageOverLimits,
+    ImageRejected,
+    decode_image,
+)
+
 _INDEX_FILE = "index.jsonl"
-_RECORD_FIELDS = ("width", "height", "format", "status", "quarantine_reason")
-
-
-class ImageRejected(Exception):
-    """A file that cannot become a training image; the message is the human-readable reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+_RECORD_FIELDS = ("width", "height", "format", "rejection", "copy")
 
 
 @dataclass(frozen=True)
-class DecodedImage:
-    """A normalised RGB image and the size and format of the original it came from.
+class IngestSettings(Rule):
+    """How ingest admits and normalises images (params.yaml `ingest:`)."""
+
+    params_section: ClassVar[str] = "ingest"
+
+    max_side: int
+    normalised_quality: int
+    max_source_bytes: int
+    max_source_pixels: int
+    max_aspect_ratio: float
+
+    @property
+    def limits(self) -> ImageLimits:
+        """The decoder's limits: those the served model holds its images to as well."""
+        return ImageLimits(
+            max_pixels=self.max_source_pixels, max_aspect_ratio=self.max_aspect_ratio
+        )
+
+
+@dataclass(frozen=True)
+class NormalisedImage:
+    """An upright RGB image downscaled to `max_side`, and the size and format of its original.
 
     `jpeg` holds the original bytes when they already are the normalised image (an upright RGB
     JPEG within `max_side`): storing them as they are avoids a second lossy compression.
@@ -56,73 +81,21 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def decode_image(data: bytes, max_side: int, max_pixels: int) -> DecodedImage:
-    """Decode `data` fully, upright and as RGB, downscaled so its longer side is ≤ `max_side`.
-
-    Raises `ImageRejected` with the reason when the bytes are not a usable image.
-    """
-    if not data:
-        raise ImageRejected("empty file (0 bytes)")
-    image = _open(data, max_pixels)
-    source_format = image.format or ""
-    try:
-        image.load()
-        upright = image.getexif().get(_EXIF_ORIENTATION, 1) == 1
-        image = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageRejected(f"truncated or corrupt image data ({error})") from error
-    width, height = image.size
-    already_normal = (
-        source_format == "JPEG"
-        and image.mode == "RGB"
-        and upright
-        and max(width, height) <= max_side
+def normalise_image(data: bytes, settings: IngestSettings) -> NormalisedImage:
+    """Decode `data` within the settings' limits, upright and as RGB, downscaled so its longer
+    side is at most `max_side`. Raises `ImageRejected` with the reason for an unusable file."""
+    decoded = decode_image(data, settings.limits)
+    width, height = decoded.image.size
+    keep_source = (
+        decoded.format == "JPEG" and decoded.unchanged and max(width, height) <= settings.max_side
     )
-    rgb = _downscale(_to_rgb(image), max_side)
-    return DecodedImage(
-        image=rgb,
+    return NormalisedImage(
+        image=_downscale(decoded.image, settings.max_side),
         width=width,
         height=height,
-        format=source_format,
-        jpeg=data if already_normal else None,
+        format=decoded.format,
+        jpeg=data if keep_source else None,
     )
-
-
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-    # The pixel budget is checked from the header, before any pixel is decoded: that is what
-    # stops a decompression bomb. PIL's own global limit is left untouched.
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as error:
-        raise ImageRejected("not an image (unrecognised file format)") from error
-    except Image.DecompressionBombError as error:
-        raise ImageRejected(f"too many pixels ({error})") from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageRejected(f"truncated or corrupt image data ({error})") from error
-    width, height = image.size
-    if width == 0 or height == 0:
-        raise ImageRejected(f"empty image ({width}×{height} pixels)")
-    if width * height > max_pixels:
-        raise ImageRejected(f"too many pixels ({width}×{height} > {max_pixels})")
-    return image
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I") or image.mode == "F":
-        # 16-bit and integer greyscale: PIL's convert clips at 255, so scale the range down first.
-        pixels = np.asarray(image, dtype=np.float64)
-        scale = 255 / _SIXTEEN_BIT_MAX if pixels.max(initial=0) > 255 else 1.0
-        grey = np.clip(pixels * scale, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, _WHITE)
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
 
 
 def _downscale(image: Image.Image, max_side: int) -> Image.Image:
@@ -153,11 +126,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class ImageStore:
-    """Normalised JPEG copies keyed by sha256, with a decode record of every original seen.
+    """Normalised JPEG copies keyed by sha256, with a record of what decoding each original found.
 
     Layout: `root/<first two hex>/<sha256>.jpg` and `root/index.jsonl` (one record per line,
-    sorted by sha256). Records added with `put` are persisted by `flush`. Nothing is overwritten
-    or deleted, so the store only grows.
+    sorted by sha256). A record holds the original's size (declared by its header when it was
+    refused) and format, a rejection no setting can lift, and what its copy depends on. Records
+    added with `put` are persisted by `flush`. A copy is rewritten only when a setting it depends
+    on changed; nothing is deleted.
     """
 
     def __init__(self, root: Path) -> None:
@@ -174,39 +149,64 @@ class ImageStore:
     def __len__(self) -> int:
         return len(self._records)
 
-    def record(self, sha256: str) -> dict | None:
-        """The original's width, height, format, status and quarantine_reason, if seen before."""
+    def decision(self, sha256: str, settings: IngestSettings) -> dict[str, Any] | None:
+        """The original's width, height, format, status and quarantine_reason under `settings`,
+        or None when it must be decoded: never seen, or its copy was made under other settings.
+        """
         record = self._records.get(sha256)
-        return dict(record) if record is not None else None
+        if record is None:
+            return None
+        width, height = record["width"], record["height"]
+        violation = settings.limits.violation(width, height) if width and height else None
+        if violation:
+            return quarantine_record(violation)
+        if record["rejection"]:
+            return quarantine_record(record["rejection"])
+        if not _copy_holds(record, settings):
+            return None
+        return {
+            "width": width,
+            "height": height,
+            "format": record["format"],
+            "status": OK,
+            "quarantine_reason": "",
+        }
 
-    def put(
-        self, sha256: str, decoded: DecodedImage | None, reason: str = "", quality: int = 95
-    ) -> None:
-        """Store the normalised copy of `decoded`, or only a quarantine record with `reason`."""
-        if sha256 in self._records:
-            return
-        if decoded is None:
-            if not reason:
-                raise ValueError("A quarantine record needs a reason")
-            record = {"width": 0, "height": 0, "format": "", "status": "quarantined"}
-            self._records[sha256] = {**record, "quarantine_reason": reason}
+    def put(self, sha256: str, data: bytes, settings: IngestSettings) -> dict[str, Any]:
+        """Decode `data` (the original of `sha256`) and keep its normalised copy, or the reason
+        it was refused; returns its decision. A decision that still holds is kept as it is."""
+        known = self.decision(sha256, settings)
+        if known is not None:
+            return known
+        try:
+            normalised = normalise_image(data, settings)
+        except ImageOverLimits as refusal:
+            width, height = refusal.size
+            record = {"width": width, "height": height, "format": "", "rejection": ""}
+            self._records[sha256] = {**record, "copy": None}
+        except ImageRejected as rejection:
+            width, height = rejection.size or (0, 0)
+            record = {"width": width, "height": height, "format": "", "copy": None}
+            self._records[sha256] = {**record, "rejection": rejection.reason}
         else:
-            target = self.path(sha256)
-            if not target.exists():
-                _atomic_write(target, decoded.jpeg or _encode_jpeg(decoded.image, quality))
+            _atomic_write(
+                self.path(sha256),
+                normalised.jpeg or _encode_jpeg(normalised.image, settings.normalised_quality),
+            )
             self._records[sha256] = {
-                "width": decoded.width,
-                "height": decoded.height,
-                "format": decoded.format,
-                "status": "ok",
-                "quarantine_reason": "",
+                "width": normalised.width,
+                "height": normalised.height,
+                "format": normalised.format,
+                "rejection": "",
+                "copy": _copy_dependencies(normalised, settings),
             }
         self._unflushed = True
+        return self.decision(sha256, settings)
 
     def open(self, sha256: str) -> Image.Image:
         """The normalised copy as a fully loaded RGB image."""
         record = self._records.get(sha256)
-        if record is None or record["status"] != "ok":
+        if record is None or record["copy"] is None:
             raise KeyError(f"No normalised image for {sha256} in {self.root}")
         with Image.open(self.path(sha256)) as image:
             return image.convert("RGB")
@@ -228,7 +228,40 @@ class ImageStore:
             return {}
         records = {}
         for line in index.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                entry = json.loads(line)
+            entry = json.loads(line) if line.strip() else {}
+            # A record of the older layout does not say which settings made it: decoded again.
+            if all(field in entry for field in _RECORD_FIELDS):
                 records[entry["sha256"]] = {field: entry[field] for field in _RECORD_FIELDS}
         return records
+
+
+def _copy_dependencies(normalised: NormalisedImage, settings: IngestSettings) -> dict[str, Any]:
+    """The settings a copy was made under that a change of would change it (None: none would)."""
+    downscaled = max(normalised.width, normalised.height) > settings.max_side
+    return {
+        "max_side": settings.max_side if downscaled else None,
+        "quality": None if normalised.jpeg else settings.normalised_quality,
+    }
+
+
+def _copy_holds(record: dict[str, Any], settings: IngestSettings) -> bool:
+    """Whether the stored copy is the one `settings` would make."""
+    copy = record["copy"]
+    if copy is None:
+        return False
+    if copy["max_side"] is None:
+        fits = max(record["width"], record["height"]) <= settings.max_side
+    else:
+        fits = copy["max_side"] == settings.max_side
+    return fits and copy["quality"] in (None, settings.normalised_quality)
+
+
+def quarantine_record(reason: str) -> dict[str, Any]:
+    """The decision for a file that cannot become a training image, and why."""
+    return {
+        "width": 0,
+        "height": 0,
+        "format": "",
+        "status": QUARANTINED,
+        "quarantine_reason": reason,
+    }

@@ -19,10 +19,17 @@ import logging
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "val", "test")
-# Every class needs training images to be learnt and test images to be measured.
-REQUIRED_SPLITS = ("train", "test")
-SPLIT_COLUMNS = ["sha256", "label", "coarse_label", "split"]
+from prodcls_pipeline.core.schema import (
+    PINNED_SPLITS,
+    REQUIRED_SPLITS,
+    SPLIT_COLUMNS,
+    SPLITS,
+    TEST,
+    TRAIN,
+    UNPINNED,
+    VAL,
+)
+
 TOTAL_ROW = "(total)"
 
 # The first 8 bytes of the digest, read as an unsigned integer, are uniform on [0, 2**64).
@@ -44,10 +51,10 @@ def hashed_split(
     """The split of an unpinned image."""
     u = split_uniform(sha256, label, seed)
     if u < test_fraction:
-        return "test"
+        return TEST
     if u < test_fraction + val_fraction:
-        return "val"
-    return "train"
+        return VAL
+    return TRAIN
 
 
 def assign_splits(
@@ -57,8 +64,8 @@ def assign_splits(
     _check_fractions(val_fraction, test_fraction)
     if manifest["sha256"].duplicated().any():
         raise ValueError("The manifest holds duplicate sha256 values; one row per image expected")
-    pinned = manifest["pinned_split"].fillna("").astype(str)
-    unknown = sorted(set(pinned) - {"", *SPLITS})
+    pinned = manifest["pinned_split"].fillna(UNPINNED).astype(str)
+    unknown = sorted(set(pinned) - set(PINNED_SPLITS))
     if unknown:
         raise ValueError(f"Unknown pinned_split values {unknown}; expected one of {SPLITS}")
     hashed = [
@@ -67,9 +74,9 @@ def assign_splits(
     ]
     splits = manifest[["sha256", "label", "coarse_label"]].assign(
         coarse_label=manifest["coarse_label"].fillna(""),
-        split=pinned.where(pinned != "", pd.Series(hashed, index=manifest.index, dtype=str)),
+        split=pinned.where(pinned != UNPINNED, pd.Series(hashed, index=manifest.index, dtype=str)),
     )
-    return splits[SPLIT_COLUMNS].sort_values("sha256", ignore_index=True)
+    return splits[list(SPLIT_COLUMNS)].sort_values("sha256", ignore_index=True)
 
 
 def split_summary(splits: pd.DataFrame) -> pd.DataFrame:

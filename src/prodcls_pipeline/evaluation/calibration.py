@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-_DIGITS = 4
+from prodcls_pipeline.core.numbers import round_metric
+
 # Temperatures searched (log-uniformly): far wider than any trained classifier needs.
 _TEMPERATURE_RANGE = (0.05, 20.0)
 
@@ -53,7 +54,7 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
 
 def calibration_metrics(table: pd.DataFrame) -> dict[str, float]:
     """The calibration scalars for metrics.json."""
-    return {"ece": round(expected_calibration_error(table), _DIGITS)}
+    return {"ece": round_metric(expected_calibration_error(table))}
 
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:

@@ -10,12 +10,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.metrics import (
-    balanced_accuracy_score,
-    classification_report,
-    confusion_matrix,
-    f1_score,
-)
+from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
+
+from prodcls_pipeline.core import scores
+from prodcls_pipeline.core.numbers import round_metric
 
 
 def prediction_table(
@@ -64,9 +62,9 @@ def classification_metrics(
     )
     per_class = {
         label: {
-            "precision": round(report[label]["precision"], 4),
-            "recall": round(report[label]["recall"], 4),
-            "f1": round(report[label]["f1-score"], 4),
+            "precision": round_metric(report[label]["precision"]),
+            "recall": round_metric(report[label]["recall"]),
+            "f1": round_metric(report[label]["f1-score"]),
             "support": int(report[label]["support"]),
         }
         for label in labels
@@ -75,14 +73,12 @@ def classification_metrics(
     metrics = {
         "test_images": len(predictions),
         "classes": len(labels),
-        "top1": _rounded((predictions["true_rank"] == 0).mean()),
-        f"top{top_k}": _rounded((predictions["true_rank"] < top_k).mean()),
-        "macro_f1": _rounded(
-            f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)
-        ),
-        "balanced_accuracy": _rounded(balanced_accuracy_score(truth, predicted)),
-        "coarse_top1": _rounded(
-            (predictions["coarse_label"] == predictions["predicted_coarse"]).mean()
+        "top1": round_metric(scores.top1(truth, predicted)),
+        f"top{top_k}": round_metric(scores.hit_rate(predictions["true_rank"] < top_k)),
+        "macro_f1": round_metric(scores.macro_f1(truth, predicted, labels)),
+        "balanced_accuracy": round_metric(balanced_accuracy_score(truth, predicted)),
+        "coarse_top1": round_metric(
+            scores.top1(predictions["coarse_label"], predictions["predicted_coarse"])
         )
         if has_coarse
         else None,
@@ -147,7 +143,3 @@ def figure_png(figure: Figure, dpi: int = 110) -> bytes:
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
-
-
-def _rounded(value: float) -> float:
-    return round(float(value), 4)

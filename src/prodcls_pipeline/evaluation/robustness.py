@@ -16,6 +16,8 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional
 
+from prodcls_pipeline.core.numbers import round_metric
+from prodcls_pipeline.core.scores import hit_rate
 from prodcls_pipeline.data.preprocessing import Preprocessing
 from prodcls_pipeline.evaluation.attacks import fgsm, pgd
 
@@ -26,7 +28,6 @@ _KERNEL_SIGMAS = 3
 _GREY_LEVELS = 255
 # Attacks keep every activation for the backward pass: a small batch bounds their memory.
 BATCH_SIZE = 16
-_DIGITS = 4
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,9 @@ def robustness_scores(
     """
     model.to(memory_format=torch.channels_last)
     mean, std = preprocessing.mean, preprocessing.std
-    correct: dict[str, int] = {"clean": 0, "fgsm": 0, "pgd": 0} | dict.fromkeys(
-        corruptions_by_name, 0
-    )
-    images_seen = 0
+    hits: dict[str, list[np.ndarray]] = {
+        name: [] for name in ("clean", "fgsm", "pgd", *corruptions_by_name)
+    }
     for batch, label_indices in batches:
         images = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
         labels = torch.from_numpy(label_indices).long()
@@ -121,9 +121,8 @@ def robustness_scores(
             versions[name] = to_normalised(corrupt(pixels), mean, std)
         with torch.no_grad():
             for name, version in versions.items():
-                correct[name] += int((model(version).argmax(dim=1) == labels).sum())
-        images_seen += len(labels)
-    return _scores(correct, images_seen, list(corruptions_by_name))
+                hits[name].append((model(version).argmax(dim=1) == labels).numpy())
+    return _scores(hits, list(corruptions_by_name))
 
 
 def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -142,16 +141,18 @@ def _channel_view(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(values, dtype=like.dtype).view(1, -1, 1, 1)
 
 
-def _scores(correct: Mapping[str, int], images: int, corruption_names: list[str]) -> dict:
+def _scores(hits: Mapping[str, list[np.ndarray]], corruption_names: list[str]) -> dict:
+    images = sum(len(batch) for batch in hits["clean"])
     if images == 0:
         return {"robustness_images": 0}
-    top1 = {name: round(count / images, _DIGITS) for name, count in correct.items()}
-    corrupted = [correct[name] / images for name in corruption_names]
+    share = {name: hit_rate(np.concatenate(batches)) for name, batches in hits.items()}
+    top1 = {name: round_metric(value) for name, value in share.items()}
+    corrupted = [share[name] for name in corruption_names]
     return {
         "robustness_images": images,
         "clean_top1_robustness_sample": top1["clean"],
         "fgsm_top1": top1["fgsm"],
         "pgd_top1": top1["pgd"],
         **{f"corruption_top1_{name}": top1[name] for name in corruption_names},
-        "corruption_top1_mean": round(float(np.mean(corrupted)), _DIGITS) if corrupted else None,
+        "corruption_top1_mean": round_metric(np.mean(corrupted)) if corrupted else None,
     }

@@ -1,11 +1,14 @@
-"""Project hooks: point a failed validation gate at the report a person should read."""
+"""Project hooks: check params.yaml before anything runs; point a failed validation gate at the
+report a person should read."""
 
 import logging
 from typing import Any
 
+from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 
 from prodcls_pipeline.core.errors import GateError
+from prodcls_pipeline.framework.params import check_params
 
 # Catalog names of the validation reports, and how to introduce each one to the reader.
 REPORT_DATASETS = {
@@ -14,6 +17,19 @@ REPORT_DATASETS = {
 }
 
 logger = logging.getLogger(__name__)
+
+
+class ParamsCheckHook:
+    """Validates the whole of params.yaml once, when the context is created.
+
+    Kedro validates only the sections that the nodes of the pipelines it runs annotate; a typo in
+    a section that the run does not use, or an unknown section, would pass. This check fails every
+    run, before any node, with one line per problem naming the key and its section.
+    """
+
+    @hook_impl
+    def after_context_created(self, context: KedroContext) -> None:
+        check_params(context.config_loader["parameters"])
 
 
 class ValidationReportHook:

@@ -6,12 +6,16 @@ never a placeholder, so a reader can tell a missing number from a bad one.
 
 import hashlib
 import json
+from dataclasses import asdict
 from typing import Any
 
 import onnx
 import pandas as pd
 
+from prodcls_pipeline.core.tables import Markdown, code, escape, markdown_table
+from prodcls_serving.common.decoding import ImageLimits
 from prodcls_serving.files import (
+    IMAGE_LIMITS_KEY,
     LABEL_MAP_FILE,
     LINEAGE_FILE,
     MODEL_CARD_FILE,
@@ -43,8 +47,13 @@ def build_package(
     manifest: pd.DataFrame,
     validation_report: dict[str, Any],
     lineage: dict[str, Any],
+    image_limits: ImageLimits,
 ) -> dict[str, bytes]:
-    """{file name: bytes} of the package of the variant the compression report deploys."""
+    """{file name: bytes} of the package of the variant the compression report deploys.
+
+    `image_limits` are those the training data was ingested under: served images are held to
+    the same ones.
+    """
     variant = compression_report["deployable"]
     if variant not in onnx_models:
         raise ValueError(
@@ -78,7 +87,9 @@ def build_package(
     return {
         MODEL_FILE: model,
         LABEL_MAP_FILE: _json(label_map(classifier)),
-        PREPROCESSING_FILE: _json(preprocessing_spec(classifier["preprocessing"], io_spec)),
+        PREPROCESSING_FILE: _json(
+            preprocessing_spec(classifier["preprocessing"], io_spec, image_limits)
+        ),
         MODEL_CARD_FILE: card.encode("utf-8"),
         LINEAGE_FILE: _json(full_lineage),
     }
@@ -99,9 +110,13 @@ def label_map(classifier: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def preprocessing_spec(preprocessing: dict[str, Any], io_spec: dict[str, Any]) -> dict[str, Any]:
-    """How a client turns an RGB image into the model's input, and what comes out."""
+def preprocessing_spec(
+    preprocessing: dict[str, Any], io_spec: dict[str, Any], image_limits: ImageLimits
+) -> dict[str, Any]:
+    """How a client turns an RGB image into the model's input, what comes out, and the largest
+    image it accepts."""
     return {
+        IMAGE_LIMITS_KEY: asdict(image_limits),
         "color_space": "RGB",
         "resize": {
             "shorter_side": int(preprocessing["resize_size"]),
@@ -229,11 +244,12 @@ def _overview(
     labels = classifier["labels"]
     coarse = {label for label in classifier.get("coarse_labels") or [] if label}
     prep = classifier["preprocessing"]
-    input_text = (
-        f"`{io_spec['input_name']}` {io_spec['input_dtype']} {_dims(io_spec['input_shape'])}: "
+    input_text = _named_tensor(
+        io_spec["input_name"],
+        f"{io_spec['input_dtype']} {_dims(io_spec['input_shape'])}: "
         f"RGB, shorter side resized to {prep['resize_size']} "
         f"({prep.get('interpolation', 'bicubic')}), centre crop {prep['input_size']}, "
-        f"scaled to 0..1, mean {_floats(prep['mean'])}, std {_floats(prep['std'])}"
+        f"scaled to 0..1, mean {_floats(prep['mean'])}, std {_floats(prep['std'])}",
     )
     rows = [
         ["Registered model", model_name],
@@ -243,12 +259,18 @@ def _overview(
         ["Input", input_text],
         [
             "Output",
-            f"`{io_spec['output_name']}` {io_spec['output_dtype']} "
-            f"{_dims(io_spec['output_shape'])}: class logits",
+            _named_tensor(
+                io_spec["output_name"],
+                f"{io_spec['output_dtype']} {_dims(io_spec['output_shape'])}: class logits",
+            ),
         ],
-        ["Model file sha256", f"`{lineage['model_sha256']}`"],
+        ["Model file sha256", code(lineage["model_sha256"])],
     ]
-    return f"# Model card: {model_name} ({variant})\n\n" + _table(["Field", "Value"], rows)
+    return f"# Model card: {model_name} ({variant})\n\n" + markdown_table(["Field", "Value"], rows)
+
+
+def _named_tensor(name: str, description: str) -> Markdown:
+    return Markdown(f"{code(name)} {escape(description)}")
 
 
 def _data_section(manifest: pd.DataFrame, lineage: dict[str, Any]) -> str:
@@ -265,7 +287,7 @@ def _data_section(manifest: pd.DataFrame, lineage: dict[str, Any]) -> str:
         f"- Raw drops, DVC hash: `{_text(lineage.get('raw_data_dvc_hash'))}`\n"
         f"- Validated manifest, DVC hash: `{_text(lineage.get('manifest_dvc_hash'))}`"
     )
-    table = _table(["Label", "Coarse label", "Images"], rows)
+    table = markdown_table(["Label", "Coarse label", "Images"], rows)
     return f"## Data\n\n{summary}\n\n### Images per class\n\n{table}"
 
 
@@ -281,11 +303,15 @@ def _metrics_section(metrics: dict[str, Any], per_class_table: pd.DataFrame) -> 
     per_class = per_class_table.set_index("label").to_dict("index")
     header = ["Label", "Precision", "Recall", "F1", "Support"]
     by_f1 = sorted(per_class.items(), key=lambda item: (item[1].get("f1", 0.0), item[0]))
-    weakest = _table(header, [_class_row(label, row) for label, row in by_f1[:WEAKEST_CLASSES]])
-    all_rows = _table(header, [_class_row(label, row) for label, row in sorted(per_class.items())])
+    weakest = markdown_table(
+        header, [_class_row(label, row) for label, row in by_f1[:WEAKEST_CLASSES]]
+    )
+    all_rows = markdown_table(
+        header, [_class_row(label, row) for label, row in sorted(per_class.items())]
+    )
     return (
         "## Metrics (test split)\n\n"
-        + _table(["Metric", "Value"], overall)
+        + markdown_table(["Metric", "Value"], overall)
         + f"\n\n### The {WEAKEST_CLASSES} weakest classes by F1\n\n{weakest}"
         + f"\n\n### Per class\n\n{all_rows}"
     )
@@ -325,7 +351,7 @@ def _compression_section(compression_report: dict[str, Any], variant: str) -> st
     rule = compression_report["deploy_rule"]["text"]
     return (
         "## Compression trade-off (ONNX Runtime, CPU)\n\n"
-        f"{_table(header, rows)}\n\nThe deployed variant is {rule}."
+        f"{markdown_table(header, rows)}\n\nThe deployed variant is {rule}."
     )
 
 
@@ -336,7 +362,7 @@ def _validation_section(validation_report: dict[str, Any]) -> str:
     rows = [[check["name"], "passed" if check["success"] else "failed"] for check in checks]
     return (
         f"## Data validation\n\nResult: **{verdict}** ({len(checks)} checks, {failed} failed)."
-        + (f"\n\n{_table(['Check', 'Result'], rows)}" if rows else "")
+        + (f"\n\n{markdown_table(['Check', 'Result'], rows)}" if rows else "")
     )
 
 
@@ -344,12 +370,12 @@ def _lineage_section(lineage: dict[str, Any]) -> str:
     rows = [
         ["Git commit", _commit(lineage)],
         ["Uncommitted changes", "yes" if lineage.get("git_dirty") else "no"],
-        ["params.yaml sha256", f"`{_text(lineage.get('params_hash'))}`"],
-        ["Dependency lock sha256", f"`{_text(lineage.get('lock_hash'))}`"],
-        ["Raw drops DVC hash", f"`{_text(lineage.get('raw_data_dvc_hash'))}`"],
-        ["Manifest DVC hash", f"`{_text(lineage.get('manifest_dvc_hash'))}`"],
+        ["params.yaml sha256", code(_text(lineage.get("params_hash")))],
+        ["Dependency lock sha256", code(_text(lineage.get("lock_hash")))],
+        ["Raw drops DVC hash", code(_text(lineage.get("raw_data_dvc_hash")))],
+        ["Manifest DVC hash", code(_text(lineage.get("manifest_dvc_hash")))],
     ]
-    return "## Lineage\n\n" + _table(["Field", "Value"], rows)
+    return "## Lineage\n\n" + markdown_table(["Field", "Value"], rows)
 
 
 def _class_row(label: str, row: dict[str, Any]) -> list[str]:
@@ -364,18 +390,9 @@ def _class_row(label: str, row: dict[str, Any]) -> list[str]:
 
 def _commit(lineage: dict[str, Any]) -> str:
     if lineage.get("git_commit"):
-        return f"`{lineage['git_commit']}`"
+        return code(lineage["git_commit"])
     reason = "no commit yet" if lineage.get("git_repo") else "not a git repository"
     return f"not recorded ({reason})"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(_cell(cell) for cell in line) + " |" for line in lines)
-
-
-def _cell(value: str) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _pct(value: float | None) -> str:

@@ -7,26 +7,24 @@ the absolute floor alone decides, and the record says so.
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
-from sklearn.metrics import f1_score
+from prodcls_pipeline.core.rules import Rule
+from prodcls_pipeline.core.scores import classification_scores
+from prodcls_pipeline.core.tables import markdown_table
 
 PROMOTED = "promoted"
 REJECTED = "rejected"
-_RATE_DIGITS = 4
 
 
 @dataclass(frozen=True)
-class PromotionRule:
+class PromotionRule(Rule):
     """Promote when top-1 ≥ `min_top1` and, if a champion exists, top-1 gain ≥ `min_gain`."""
+
+    params_section: ClassVar[str] = "package.promotion"
 
     min_top1: float
     min_gain: float
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "PromotionRule":
-        return cls(min_top1=float(params["min_top1"]), min_gain=float(params["min_gain"]))
 
     def describe(self) -> str:
         return (
@@ -39,13 +37,8 @@ def score(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
     """Top-1 and macro-F1 over the classes present in the truth (the champion may know others)."""
     if not truth:
         raise ValueError("The test split is empty: the gate has nothing to score the models on")
-    truth_array, predicted_array = np.asarray(truth), np.asarray(predicted)
-    macro_f1 = f1_score(
-        truth_array, predicted_array, labels=sorted(set(truth)), average="macro", zero_division=0
-    )
     return {
-        "top1": round(float(np.mean(truth_array == predicted_array)), _RATE_DIGITS),
-        "macro_f1": round(float(macro_f1), _RATE_DIGITS),
+        **classification_scores(truth, predicted, labels=sorted(set(truth))),
         "test_images": len(truth),
     }
 
@@ -89,6 +82,7 @@ def render_decision(record: dict[str, Any]) -> str:
     champion = record["champion"]
     rows = [_model_row("challenger", record["challenger"])]
     rows += [_model_row("champion", champion)] if champion else []
+    header = ["role", "version", "top-1", "macro-F1", "test images"]
     lines = [
         f"# Promotion decision: {record['model_name']} v{record['challenger']['version']}",
         "",
@@ -96,18 +90,19 @@ def render_decision(record: dict[str, Any]) -> str:
         "",
         f"Rule: {record['rule']['text']}.",
         "",
-        "| role | version | top-1 | macro-F1 | test images |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
+        markdown_table(header, rows),
     ]
     if champion is None:
         lines += ["", "There was no champion: this is the first model judged by the gate."]
     return "\n".join(lines) + "\n"
 
 
-def _model_row(role: str, model: dict[str, Any]) -> str:
+def _model_row(role: str, model: dict[str, Any]) -> list[str]:
     metrics = model["metrics"]
-    return (
-        f"| {role} | v{model['version']} | {metrics['top1']:.4f} | {metrics['macro_f1']:.4f} "
-        f"| {metrics['test_images']} |"
-    )
+    return [
+        role,
+        f"v{model['version']}",
+        f"{metrics['top1']:.4f}",
+        f"{metrics['macro_f1']:.4f}",
+        str(metrics["test_images"]),
+    ]

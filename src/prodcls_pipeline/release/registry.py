@@ -14,7 +14,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from prodcls_pipeline.core.tracking import tracking_uri as project_tracking_uri
+from prodcls_pipeline.core.tracking import set_tracking
 from prodcls_serving.model import log_pyfunc_model
 
 PACKAGE_ARTIFACT_PATH = "package"
@@ -42,7 +42,7 @@ def register_model_version(
     Returns {model_name, version, run_id, model_uri, source_uri, package_uri, tags}. The
     `champion` alias is left alone: promotion is a separate, gated decision.
     """
-    mlflow.set_tracking_uri(tracking_uri or project_tracking_uri())
+    set_tracking(tracking_uri)
     run_id = run["run_id"]
     _require_run(run)
     with tempfile.TemporaryDirectory() as folder, mlflow.start_run(run_id=run_id):

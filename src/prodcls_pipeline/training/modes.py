@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from prodcls_pipeline.core.schema import TRAIN, VAL
 from prodcls_pipeline.data.preprocessing import Preprocessing
 from prodcls_pipeline.models.backbone_split import BackboneSuffix, split_backbone
 from prodcls_pipeline.models.classifier import ProductClassifier
@@ -46,7 +47,7 @@ class LabelledSplits:
         coarse_of = splits.drop_duplicates("label").set_index("label")["coarse_label"]
         index_of = {label: index for index, label in enumerate(labels)}
         rows = splits.sort_values("sha256").assign(target=lambda df: df["label"].map(index_of))
-        train_rows, val_rows = rows[rows["split"] == "train"], rows[rows["split"] == "val"]
+        train_rows, val_rows = rows[rows["split"] == TRAIN], rows[rows["split"] == VAL]
         if train_rows.empty or val_rows.empty:
             raise ValueError("Training needs images in both the train and the val split")
         return cls(labels, [coarse_of[label] for label in labels], train_rows, val_rows)

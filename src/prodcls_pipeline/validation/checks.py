@@ -9,7 +9,7 @@ sees no change.
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import great_expectations as gx
 import pandas as pd
@@ -19,33 +19,24 @@ from great_expectations.expectations import Expectation
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 from prodcls_pipeline.core.errors import GateError
-
-MANIFEST_COLUMNS = (
-    "sha256",
-    "drop",
-    "source_path",
-    "label",
-    "coarse_label",
-    "pinned_split",
-    "width",
-    "height",
-    "format",
-    "bytes",
-    "status",
-    "quarantine_reason",
+from prodcls_pipeline.core.numbers import METRIC_DIGITS, round_metric
+from prodcls_pipeline.core.rules import Rule
+from prodcls_pipeline.core.schema import (
+    INTEGER_COLUMNS,
+    MANIFEST_COLUMNS,
+    OK,
+    PINNED_SPLITS,
+    QUARANTINED,
+    SPLITS,
+    STATUSES,
 )
-INTEGER_COLUMNS = ("width", "height", "bytes")
+
 # GX's in_type_list does not recognise pandas 3's `str` dtype; of_type "str" accepts it, and
 # checks element by element when a column holds Python objects.
 COLUMN_TYPES = {
     column: "int64" if column in INTEGER_COLUMNS else "str" for column in MANIFEST_COLUMNS
 }
-OK, QUARANTINED = "ok", "quarantined"
-STATUSES = (OK, QUARANTINED)
-PINNED_SPLITS = ("", "train", "val", "test")
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
-NEW_CLASS_POLICIES = ("allow", "fail")
-SHARE_DECIMALS = 4
 # Summaries are one line each (the gate error prints them); the offending list holds the rest.
 SUMMARY_ITEMS = 5
 
@@ -57,8 +48,10 @@ class ValidationGateError(GateError):
 
 
 @dataclass(frozen=True)
-class ValidationRules:
+class ValidationRules(Rule):
     """The thresholds of the contract (params.yaml `validate:`)."""
+
+    params_section: ClassVar[str] = "validate"
 
     new_class_policy: Literal["allow", "fail"]
     min_images_per_class: int
@@ -68,13 +61,6 @@ class ValidationRules:
     max_width: int
     max_height: int
     max_class_share_shift: float
-
-    def __post_init__(self) -> None:
-        if self.new_class_policy not in NEW_CLASS_POLICIES:
-            raise ValueError(
-                f"new_class_policy must be one of {NEW_CLASS_POLICIES}, "
-                f"got {self.new_class_policy!r}"
-            )
 
 
 @dataclass(frozen=True)
@@ -303,7 +289,7 @@ def _value_checks(manifest: pd.DataFrame) -> list[_Check]:
             gx.expectations.ExpectColumnValuesToBeInSet(
                 column="pinned_split", value_set=list(PINNED_SPLITS)
             ),
-            "pinned_split outside {'', train, val, test}",
+            f"pinned_split outside {{'', {', '.join(SPLITS)}}}",
         ),
         (
             "sha256 format",
@@ -463,7 +449,7 @@ class _ContentChecks:
             .sort_values("drop", ignore_index=True)
         )
         per_drop["quarantined"] = per_drop["quarantined"].astype("int64")
-        per_drop["fraction"] = (per_drop["quarantined"] / per_drop["files"]).round(SHARE_DECIMALS)
+        per_drop["fraction"] = (per_drop["quarantined"] / per_drop["files"]).round(METRIC_DIGITS)
         maximum = self._rules.max_quarantine_fraction
         (result,) = _gx_runner().validate(
             "drop_quarantine",
@@ -568,7 +554,7 @@ class _ContentChecks:
             ],
             columns=["label", "previous_images", "previous_share", "images", "share"],
         )
-        table["share_change"] = (table["share"] - table["previous_share"]).round(SHARE_DECIMALS)
+        table["share_change"] = (table["share"] - table["previous_share"]).round(METRIC_DIGITS)
         shift = self._rules.max_class_share_shift
         (result,) = _gx_runner().validate(
             "class_distribution",
@@ -604,8 +590,7 @@ def _class_shares(manifest: pd.DataFrame) -> dict[str, tuple[int, float]]:
     counts = manifest.groupby("label")["sha256"].nunique().sort_index()
     total = int(counts.sum())
     return {
-        str(label): (int(count), round(count / total, SHARE_DECIMALS))
-        for label, count in counts.items()
+        str(label): (int(count), round_metric(count / total)) for label, count in counts.items()
     }
 
 

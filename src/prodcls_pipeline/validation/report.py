@@ -1,7 +1,9 @@
 """The validation report as a Markdown page for people (GX Data Docs need CDNs: not offline)."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+from prodcls_pipeline.core.tables import code, markdown_table
 
 MAX_LISTED_ROWS = 50
 MAX_CLASS_ROWS = 300
@@ -43,11 +45,11 @@ def _checks_table(checks: list[Mapping[str, Any]]) -> str:
             PASSED if check["success"] else FAILED,
             check["name"],
             check["summary"],
-            f"`{check['expectation']}`",
+            code(check["expectation"]),
         ]
         for check in checks
     ]
-    return "## Checks\n\n" + _table(["", "check", "result", "GX expectation"], rows)
+    return "## Checks\n\n" + markdown_table(["", "check", "result", "GX expectation"], rows)
 
 
 def _failed_check(check: Mapping[str, Any]) -> str:
@@ -99,26 +101,9 @@ def _class_distribution(table: list[Mapping[str, Any]], has_previous: bool) -> s
 
 
 def _capped_table(columns: list[str], rows: list[list[Any]], limit: int) -> str:
-    table = _table(columns, rows[:limit])
+    table = markdown_table(columns, rows[:limit])
     more = _more(len(rows), limit)
     return f"{table}\n\n{more.strip()}" if more else table
-
-
-def _table(columns: list[str], rows: Iterable[list[Any]]) -> str:
-    lines = [_row(columns), _row(["---"] * len(columns))]
-    lines += [_row(row) for row in rows]
-    return "\n".join(lines)
-
-
-def _row(cells: Iterable[Any]) -> str:
-    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, list):
-        value = ", ".join(str(item) for item in value)
-    # A pipe or newline in a file name or label would break the table.
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _percent(share: float | None, signed: bool = False) -> str:

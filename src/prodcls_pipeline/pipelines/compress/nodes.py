@@ -9,29 +9,35 @@ import torch
 from torch import nn
 
 from prodcls_pipeline.compression.batch_norm import match_batch_norm, record_input_statistics
-from prodcls_pipeline.compression.pruning import prune_channels, prune_unstructured
+from prodcls_pipeline.compression.int8 import quantize_int8
+from prodcls_pipeline.compression.pruning import prune_channels, prune_unstructured, zero_keeper
 from prodcls_pipeline.compression.variants import (
     REFERENCE_VARIANT,
     DeployRule,
     compare_variants,
     render_report,
 )
+from prodcls_pipeline.core.schema import TEST, VAL
+from prodcls_pipeline.data.preprocessing import eval_transform
 from prodcls_pipeline.data.splitting import sample_split
+from prodcls_pipeline.framework.params import CompressParams, TrainParams
 from prodcls_pipeline.models.classifier import build_classifier, checkpoint_preprocessing
-from prodcls_pipeline.models.onnx_export import export_onnx, quantize_int8
+from prodcls_pipeline.models.onnx_export import export_onnx
 from prodcls_pipeline.runtime.batching import (
     ImageSource,
     class_indices,
     image_batches,
     labelled_batches,
 )
-from prodcls_pipeline.training.distillation import fine_tune_if_better
+from prodcls_pipeline.training.fine_tune import FineTune, fine_tune_if_better
 from prodcls_pipeline.training.modes import trainable_in_mode
+from prodcls_pipeline.training.samples import ImageSamples, TensorSamples
+from prodcls_pipeline.training.tasks import DistillationTask, RecoveryTask
 
 INT8_VARIANT = "int8"
 _METHODS = {
     REFERENCE_VARIANT: "the trained classifier exported as is",
-    INT8_VARIANT: "fp32 quantised to int8 (static, QDQ, per-channel weights)",
+    INT8_VARIANT: "fp32 quantised to int8 (static, QDQ, per-channel weights), the head in float",
 }
 Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -46,10 +52,11 @@ def quantize(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
-    params: dict[str, Any],
+    compress_params: CompressParams,
     seed: int,
 ) -> bytes:
     """Static int8 quantisation, calibrated on a seeded sample of training images."""
+    params = compress_params.model_dump()
     calibration = sample_split(splits, "train", params["calibration_images"], seed)
     return quantize_int8(onnx_fp32, _batches(image_store, calibration, classifier, params))
 
@@ -58,26 +65,28 @@ def prune(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
-    params: dict[str, Any],
-    train_params: dict[str, Any],
+    compress_params: CompressParams,
+    train_params: TrainParams,
     seed: int,
 ) -> dict[str, dict[str, Any]]:
     """{variant: {onnx, method}}: each sparsity of global unstructured magnitude pruning and each
     fraction of channel pruning, batch norm matched to the unpruned model's, then a recovery
     fine-tune of what `train.mode` trained, kept only if it raises val top-1."""
+    params = compress_params.model_dump()
     pruning = params["pruning"]
-    batches = _fine_tune_batches(classifier, splits, image_store, params, seed)
-    val_batches = _val_batches(classifier, splits, image_store, params)
+    samples = _fine_tune_samples(classifier, splits, image_store, params, seed)
+    batches = _in_batches(samples, params["fine_tune_batch_size"])
+    val = _val_samples(classifier, splits, image_store, params)
     model = record_input_statistics(build_classifier(classifier), batches)
-    recovery = {
-        "batches": batches,
-        "trainable": trainable_in_mode(model, train_params["mode"], train_params["partial_block"]),
-        "epochs": pruning["recovery_epochs"],
-        "learning_rate": pruning["recovery_learning_rate"],
-        "seed": seed,
-    }
+    recovery = _fine_tune(
+        trainable_in_mode(model, train_params.mode, train_params.partial_block),
+        pruning["recovery_epochs"],
+        pruning["recovery_learning_rate"],
+        params,
+        seed,
+    )
     recovered = (
-        f"{pruning['recovery_epochs']} recovery epoch(s) of what {train_params['mode']} mode trains"
+        f"{pruning['recovery_epochs']} recovery epoch(s) of what {train_params.mode} mode trains"
     )
     pruned = {
         f"unstructured-{_percent(sparsity)}": (
@@ -94,13 +103,9 @@ def prune(
     }
     variants = {}
     for name, (network, how) in pruned.items():
-        guarded = fine_tune_if_better(
-            match_batch_norm(network, batches),
-            val_batches,
-            keep_zeros=name.startswith("unstructured"),
-            description=f"recover {name}",
-            **recovery,
-        )
+        matched = match_batch_norm(network, batches)
+        task = RecoveryTask(zero_keeper(matched) if name.startswith("unstructured") else None)
+        guarded = fine_tune_if_better(matched, task, samples, val, recovery, f"recover {name}")
         method = f"{how}; batch norm matched to the unpruned model's; {guarded.describe(recovered)}"
         variants[name] = _variant(guarded.model, classifier, method)
     return variants
@@ -110,32 +115,29 @@ def distill(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
-    params: dict[str, Any],
+    compress_params: CompressParams,
     seed: int,
 ) -> dict[str, dict[str, Any]]:
     """{variant: {onnx, method}}: the fine-tuned model taught to a channel-pruned copy of
     itself, every student parameter trained and kept only if it raises val top-1; empty when
     distillation is disabled."""
+    params = compress_params.model_dump()
     settings = params["distillation"]
     if not settings["enabled"]:
         return {}
     teacher = build_classifier(classifier)
     fraction = settings["student_channel_fraction"]
-    batches = _fine_tune_batches(classifier, splits, image_store, params, seed)
+    samples = _fine_tune_samples(classifier, splits, image_store, params, seed)
+    batches = _in_batches(samples, params["fine_tune_batch_size"])
     guarded = fine_tune_if_better(
         match_batch_norm(
             prune_channels(record_input_statistics(teacher, batches), fraction), batches
         ),
-        _val_batches(classifier, splits, image_store, params),
-        batches=batches,
-        teacher=teacher,
-        trainable=lambda name: True,
-        epochs=settings["epochs"],
-        learning_rate=settings["learning_rate"],
-        temperature=settings["temperature"],
-        alpha=settings["alpha"],
-        seed=seed,
-        description="distil",
+        DistillationTask(teacher, settings["temperature"], settings["alpha"]),
+        samples,
+        _val_samples(classifier, splits, image_store, params),
+        _fine_tune(lambda name: True, settings["epochs"], settings["learning_rate"], params, seed),
+        "distil",
     )
     distilled = (
         f"distillation from the full model for {settings['epochs']} epoch(s) "
@@ -156,11 +158,12 @@ def compare(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
-    params: dict[str, Any],
+    compress_params: CompressParams,
     seed: int,
 ) -> tuple[dict[str, bytes], dict[str, Any], str]:
     """Every variant's ONNX file, and their size, CPU speed and full-test-split accuracy side by
     side with the variant the deploy rule picks, as JSON and Markdown."""
+    params = compress_params.model_dump()
     variants = {
         REFERENCE_VARIANT: {"onnx": onnx_fp32, "method": _METHODS[REFERENCE_VARIANT]},
         INT8_VARIANT: {"onnx": onnx_int8, "method": _METHODS[INT8_VARIANT]},
@@ -168,13 +171,13 @@ def compare(
         **distilled,
     }
     models = {name: variant["onnx"] for name, variant in variants.items()}
-    test = splits.loc[splits["split"] == "test"].sort_values("sha256")
-    benchmark = sample_split(splits, "test", params["benchmark_images"], seed)
+    test = splits.loc[splits["split"] == TEST].sort_values("sha256")
+    benchmark = sample_split(splits, TEST, params["benchmark_images"], seed)
     report = compare_variants(
         models=models,
         methods={name: variant["method"] for name, variant in variants.items()},
-        rule=DeployRule.from_params(params),
-        test_batches=_batches(image_store, test["sha256"].tolist(), classifier, params, "test"),
+        rule=DeployRule.from_params(params["deploy_rule"]),
+        test_batches=_batches(image_store, test["sha256"].tolist(), classifier, params, TEST),
         test_labels=test["label"].tolist(),
         class_labels=classifier["labels"],
         benchmark_images=np.concatenate(list(_batches(image_store, benchmark, classifier, params))),
@@ -197,47 +200,66 @@ def _percent(share: float) -> str:
     return f"{round(share * 100):d}"
 
 
-def _fine_tune_batches(
+def _fine_tune(
+    trainable: Callable[[str], bool],
+    epochs: int,
+    learning_rate: float,
+    params: dict[str, Any],
+    seed: int,
+) -> FineTune:
+    """A fine-tune on `_fine_tune_samples`, a seeded sample already in random order: it is not
+    reshuffled every epoch."""
+    batch_size = params["fine_tune_batch_size"]
+    return FineTune(trainable, epochs, learning_rate, batch_size, seed, shuffle=False)
+
+
+def _fine_tune_samples(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
     params: dict[str, Any],
     seed: int,
-) -> Batches:
+) -> ImageSamples:
     """A seeded sample of training images with their class indices, decoded afresh each epoch."""
     chosen = sample_split(splits, "train", params["fine_tune_images"], seed)
-    targets = class_indices(splits, chosen, classifier["labels"])
-    preprocessing = checkpoint_preprocessing(classifier)
+    return ImageSamples(
+        chosen,
+        class_indices(splits, chosen, classifier["labels"]),
+        image_store.open,
+        eval_transform(checkpoint_preprocessing(classifier)),
+    )
+
+
+def _in_batches(samples: ImageSamples, batch_size: int) -> Batches:
+    """`samples` in order as (images, class indices) batches, for batch-norm statistics."""
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, indices in labelled_batches(
-            image_store, chosen, targets, preprocessing, params["fine_tune_batch_size"]
-        ):
-            yield torch.from_numpy(images), torch.from_numpy(indices)
+        for start in range(0, len(samples), batch_size):
+            images, targets, _ = samples[range(start, min(start + batch_size, len(samples)))]
+            yield images, targets
 
     return batches
 
 
-def _val_batches(
+def _val_samples(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
     params: dict[str, Any],
-) -> Batches:
+) -> TensorSamples:
     """The whole val split with class indices, decoded once: each guarded fine-tune scores on it."""
-    val = splits.loc[splits["split"] == "val"].sort_values("sha256")
-    sha256s = val["sha256"].tolist()
-    decoded = [
-        (torch.from_numpy(images), torch.from_numpy(indices))
-        for images, indices in labelled_batches(
+    sha256s = splits.loc[splits["split"] == VAL].sort_values("sha256")["sha256"].tolist()
+    images, targets = zip(
+        *labelled_batches(
             image_store,
             sha256s,
             class_indices(splits, sha256s, classifier["labels"]),
             checkpoint_preprocessing(classifier),
             params["fine_tune_batch_size"],
-        )
-    ]
-    return lambda: iter(decoded)
+        ),
+        strict=True,
+    )
+    return TensorSamples(torch.from_numpy(np.concatenate(images)), np.concatenate(targets))
 
 
 def _batches(

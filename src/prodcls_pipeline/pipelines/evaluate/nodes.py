@@ -7,6 +7,8 @@ import mlflow
 import pandas as pd
 from PIL import Image
 
+from prodcls_pipeline.core.schema import TEST
+from prodcls_pipeline.core.tracking import set_tracking
 from prodcls_pipeline.data.splitting import sample_split
 from prodcls_pipeline.evaluation.calibration import (
     calibration_metrics,
@@ -28,6 +30,7 @@ from prodcls_pipeline.evaluation.robustness import (
     corruptions,
     robustness_scores,
 )
+from prodcls_pipeline.framework.params import EvaluateParams
 from prodcls_pipeline.models.classifier import build_classifier, checkpoint_preprocessing
 from prodcls_pipeline.runtime.batching import ImageSource, class_indices, labelled_batches
 
@@ -36,10 +39,10 @@ def predict_test_split(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
-    params: dict[str, Any],
+    params: EvaluateParams,
 ) -> pd.DataFrame:
     """Full-model predictions, with every class probability, for each test image."""
-    test = splits[splits["split"] == "test"].sort_values("sha256")
+    test = splits[splits["split"] == TEST].sort_values("sha256")
     if test.empty:
         raise ValueError("The test split is empty: nothing to evaluate")
     probabilities = predict_probabilities(
@@ -55,21 +58,21 @@ def predict_test_split(
         probabilities,
         classifier["labels"],
         classifier["coarse_labels"],
-        params["top_k"],
+        params.top_k,
     )
 
 
 def compute_metrics(
-    test_predictions: pd.DataFrame, classifier: dict[str, Any], params: dict[str, Any]
+    test_predictions: pd.DataFrame, classifier: dict[str, Any], params: EvaluateParams
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    return classification_metrics(test_predictions, classifier["labels"], params["top_k"])
+    return classification_metrics(test_predictions, classifier["labels"], params.top_k)
 
 
-def measure_calibration(test_predictions: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+def measure_calibration(test_predictions: pd.DataFrame, params: EvaluateParams) -> pd.DataFrame:
     return reliability_table(
         test_predictions["confidence"].to_numpy(),
         (test_predictions["true_rank"] == 0).to_numpy(),
-        params["calibration_bins"],
+        params.calibration_bins,
     )
 
 
@@ -77,13 +80,13 @@ def measure_robustness(
     classifier: dict[str, Any],
     splits: pd.DataFrame,
     image_store: ImageSource,
-    params: dict[str, Any],
+    params: EvaluateParams,
     seed: int,
 ) -> dict[str, Any]:
     """Clean, FGSM, PGD and corruption top-1 on one seeded sample of test images."""
     labels = classifier["labels"]
     known = splits[splits["label"].isin(labels)]
-    sample = sample_split(known, "test", params["robustness_images"], seed)
+    sample = sample_split(known, "test", params.robustness_images, seed)
     preprocessing = checkpoint_preprocessing(classifier)
     return robustness_scores(
         build_classifier(classifier),
@@ -96,8 +99,8 @@ def measure_robustness(
             description="attacks and corruptions",
         ),
         preprocessing,
-        AttackBudget(params["attack_epsilon"], params["pgd_steps"], params["pgd_alpha"]),
-        corruptions(params["corruptions"], seed),
+        AttackBudget(params.attack_epsilon, params.pgd_steps, params.pgd_alpha),
+        corruptions(params.corruptions.model_dump(), seed),
     )
 
 
@@ -131,9 +134,9 @@ def plot_reliability_diagram(reliability: pd.DataFrame) -> bytes:
 
 
 def plot_worst_mistakes(
-    test_predictions: pd.DataFrame, image_store: ImageSource, params: dict[str, Any]
+    test_predictions: pd.DataFrame, image_store: ImageSource, params: EvaluateParams
 ) -> bytes:
-    mistakes = worst_mistakes(test_predictions, params["worst_mistakes"])
+    mistakes = worst_mistakes(test_predictions, params.worst_mistakes)
     title = f"The {len(mistakes)} most confident mistakes on the test split"
     return figure_png(mistake_gallery(mistakes, image_store, title))
 
@@ -155,7 +158,7 @@ def log_evaluation(
         "reliability_diagram": reliability_diagram,
         "worst_mistakes": worst_mistakes,
     }
-    mlflow.set_tracking_uri(mlflow_run["tracking_uri"])
+    set_tracking(mlflow_run["tracking_uri"])
     with mlflow.start_run(run_id=mlflow_run["run_id"]):
         mlflow.log_metrics(
             {f"test_{name}": value for name, value in metrics.items() if isinstance(value, float)}

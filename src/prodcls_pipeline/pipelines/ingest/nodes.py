@@ -1,21 +1,15 @@
-"""Ingest: every file of every drop becomes a manifest row; new images are decoded and stored."""
+"""Ingest: every file of every drop becomes a manifest row; images are decoded and stored unless
+the image store holds a decision for them that the ingest settings leave standing."""
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from prodcls_pipeline.data.drops import build_manifest, scan_drops
-from prodcls_pipeline.data.images import ImageStore
+from prodcls_pipeline.data.images import ImageStore, IngestSettings
+from prodcls_pipeline.framework.params import IngestParams
 
 
-def ingest_drops(raw_drops: Path, image_store: ImageStore, params: dict[str, Any]) -> pd.DataFrame:
-    return build_manifest(
-        raw_drops,
-        scan_drops(raw_drops),
-        image_store,
-        max_side=params["max_side"],
-        max_pixels=params["max_source_pixels"],
-        max_source_bytes=params["max_source_bytes"],
-        quality=params["normalised_quality"],
-    )
+def ingest_drops(raw_drops: Path, image_store: ImageStore, params: IngestParams) -> pd.DataFrame:
+    settings = IngestSettings.from_params(params.model_dump())
+    return build_manifest(raw_drops, scan_drops(raw_drops), image_store, settings)

@@ -4,11 +4,14 @@
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from prodcls_pipeline.core.schema import TEST
 from prodcls_pipeline.core.tracking import tracking_uri
+from prodcls_pipeline.data.images import ImageStore, IngestSettings
+from prodcls_pipeline.framework.params import IngestParams, PackageParams
 from prodcls_pipeline.release.lineage import collect_lineage
 from prodcls_pipeline.release.package import LINEAGE_FILE, build_package, version_tags
 from prodcls_pipeline.release.promotion import (
@@ -27,9 +30,6 @@ from prodcls_pipeline.release.registry import (
 )
 from prodcls_serving.model import IMAGE_COLUMN, load_model
 
-if TYPE_CHECKING:
-    from prodcls_pipeline.data.images import ImageStore
-
 DECISION_FILE = "promotion.json"
 DECISION_MARKDOWN_FILE = "promotion.md"
 
@@ -44,13 +44,16 @@ def build_model_package(
     validated_manifest_file: bytes,
     validation_report: dict[str, Any],
     raw_drops: Path,
-    params: dict[str, Any],
+    params: PackageParams,
+    ingest: IngestParams,
 ) -> dict[str, bytes]:
+    """The package; served images are held to the limits the training images were ingested
+    under."""
     # Kedro and DVC both run from the project root, so that is where git, params and locks live.
     lineage = collect_lineage(Path.cwd(), raw_drops, validated_manifest_file)
     return build_package(
         onnx_models=_materialise(onnx_models),
-        model_name=params["registered_model_name"],
+        model_name=params.registered_model_name,
         classifier=classifier,
         metrics=metrics,
         per_class=classification_report,
@@ -58,6 +61,7 @@ def build_model_package(
         manifest=validated_manifest,
         validation_report=validation_report,
         lineage=lineage,
+        image_limits=IngestSettings.from_params(ingest.model_dump()).limits,
     )
 
 
@@ -65,16 +69,16 @@ def register_model(
     model_package: dict[str, bytes | Callable[[], bytes]],
     mlflow_run: dict[str, str],
     splits: pd.DataFrame,
-    image_store: "ImageStore",
-    params: dict[str, Any],
+    image_store: ImageStore,
+    params: PackageParams,
 ) -> dict[str, Any]:
     """A new model version with alias `challenger`; test images make its input example."""
     package = _materialise(model_package)
-    examples = _test_images(splits)[: params["input_example_images"]]
+    examples = _test_images(splits)[: params.input_example_images]
     return register_model_version(
         package,
         mlflow_run,
-        model_name=params["registered_model_name"],
+        model_name=params.registered_model_name,
         tags=version_tags(json.loads(package[LINEAGE_FILE])),
         input_example_images=[image_store.path(sha256).read_bytes() for sha256 in examples],
         tracking_uri=tracking_uri(Path.cwd()),
@@ -84,13 +88,13 @@ def register_model(
 def gate_promotion(
     registration: dict[str, Any],
     splits: pd.DataFrame,
-    image_store: "ImageStore",
-    params: dict[str, Any],
+    image_store: ImageStore,
+    params: PackageParams,
 ) -> tuple[dict[str, Any], str]:
     """Score the challenger and the current champion on today's test split, apply the rule,
     move the `champion` alias only on promotion, and keep the record with the challenger."""
     model_name = registration["model_name"]
-    test = splits.loc[splits["split"] == "test"].set_index("sha256").loc[_test_images(splits)]
+    test = splits.loc[splits["split"] == TEST].set_index("sha256").loc[_test_images(splits)]
     images = [str(image_store.path(sha256)) for sha256 in test.index]
     truth = test["label"].tolist()
     challenger = {
@@ -107,7 +111,7 @@ def gate_promotion(
         }
     record = {
         "model_name": model_name,
-        **decide(challenger, champion, PromotionRule.from_params(params["promotion"])),
+        **decide(challenger, champion, PromotionRule.from_params(params.promotion.model_dump())),
     }
     if record["verdict"] == PROMOTED:
         set_alias(model_name, CHAMPION, registration["version"])
@@ -132,7 +136,7 @@ def _predicted_labels(model_uri: str, images: list[str]) -> list[str]:
 
 
 def _test_images(splits: pd.DataFrame) -> list[str]:
-    return splits.loc[splits["split"] == "test", "sha256"].sort_values().tolist()
+    return splits.loc[splits["split"] == TEST, "sha256"].sort_values().tolist()
 
 
 def _materialise(partitions: dict[str, bytes | Callable[[], bytes]]) -> dict[str, bytes]:

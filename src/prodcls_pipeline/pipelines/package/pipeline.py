@@ -25,6 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "validation_report",
                     "raw_drops",
                     "params:package",
+                    "params:ingest",
                 ],
                 outputs="model_package",
                 name="build_model_package",

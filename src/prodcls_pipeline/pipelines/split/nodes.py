@@ -1,20 +1,19 @@
 """Split nodes: assign each validated image to train, val or test, and count the result."""
 
-from typing import Any
-
 import pandas as pd
 
 from prodcls_pipeline.data import splitting
+from prodcls_pipeline.framework.params import SplitParams
 
 
 def split_manifest(
-    validated_manifest: pd.DataFrame, params: dict[str, Any], seed: int
+    validated_manifest: pd.DataFrame, params: SplitParams, seed: int
 ) -> pd.DataFrame:
     return splitting.assign_splits(
         validated_manifest,
         seed=seed,
-        val_fraction=params["val_fraction"],
-        test_fraction=params["test_fraction"],
+        val_fraction=params.val_fraction,
+        test_fraction=params.test_fraction,
     )
 
 

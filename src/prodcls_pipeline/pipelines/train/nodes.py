@@ -10,10 +10,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from prodcls_pipeline.core.schema import TRAIN
 from prodcls_pipeline.core.tracking import tracking_uri, use_project_tracking
 from prodcls_pipeline.data.augmentation import augmented_views, build_train_transform
 from prodcls_pipeline.data.images import ImageStore
 from prodcls_pipeline.data.preprocessing import Preprocessing, eval_transform
+from prodcls_pipeline.framework.params import TrainParams
 from prodcls_pipeline.models.backbone_split import activation_key, split_backbone
 from prodcls_pipeline.models.backbones import backbone_identity, create_backbone, preprocessing_for
 from prodcls_pipeline.models.classifier import make_checkpoint
@@ -45,11 +47,12 @@ def embed_images(
     image_store: ImageStore,
     embedding_store: EmbeddingStore,
     augmentation_policy: dict[str, Any],
-    params: dict[str, Any],
+    train_params: TrainParams,
     seed: int,
 ) -> dict[str, int]:
     """Cache the frozen backbone's outputs (embeddings in `head` mode, activations after
     `partial_block` in `partial` mode): clean for every split, augmented for training images."""
+    params = train_params.model_dump()
     mode = _mode(params)
     if mode == "full":
         logger.info("train.mode is 'full': images are augmented online, nothing is cached")
@@ -79,7 +82,7 @@ def embed_images(
         embedding_store,
         key,
         augmented_view_names(augmentation_policy, params["views_per_image"]),
-        splits.loc[splits["split"] == "train", "sha256"].tolist(),
+        splits.loc[splits["split"] == TRAIN, "sha256"].tolist(),
         image_store.open,
         _augmenter(augmentation_policy, params, seed),
         params["embed_batch_size"],
@@ -97,13 +100,14 @@ def fit_classifier(
     augmentation_policy: dict[str, Any],
     embedding_counts: dict[str, int],
     training_checkpoints: CheckpointStore,
-    params: dict[str, Any],
+    train_params: TrainParams,
     seed: int,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train in `train.mode`, select the epoch on the val split, resume an interrupted run.
 
     `embedding_counts` is taken only so that Kedro runs this after `embed_images`.
     """
+    params = train_params.model_dump()
     mode = _mode(params)
     data = LabelledSplits.from_splits(splits)
     config = TrainingConfig.from_params(params)
@@ -172,10 +176,11 @@ def track_training(
     classifier: dict[str, Any],
     training_history: pd.DataFrame,
     splits: pd.DataFrame,
-    params: dict[str, Any],
+    train_params: TrainParams,
     seed: int,
 ) -> dict[str, str]:
     """Log params and per-epoch metrics to a new MLflow run; later stages log into the same run."""
+    params = train_params.model_dump()
     experiment_id = use_project_tracking(params["experiment_name"])
     with mlflow.start_run(run_name=f"train-{params['mode']}-{params['backbone']}") as run:
         mlflow.log_params({**_flat(params, exclude=("experiment_name",)), "seed": seed})

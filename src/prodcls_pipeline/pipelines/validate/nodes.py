@@ -4,6 +4,7 @@ from typing import Any
 
 import pandas as pd
 
+from prodcls_pipeline.framework.params import ValidateParams
 from prodcls_pipeline.validation.checks import (
     ValidationRules,
     raise_if_failed,
@@ -14,9 +15,11 @@ from prodcls_pipeline.validation.report import render_markdown
 
 
 def check_manifest(
-    manifest: pd.DataFrame, previous_validated_manifest: pd.DataFrame, params: dict[str, Any]
+    manifest: pd.DataFrame, previous_validated_manifest: pd.DataFrame, params: ValidateParams
 ) -> tuple[dict[str, Any], str]:
-    report = validate_manifest(manifest, previous_validated_manifest, ValidationRules(**params))
+    report = validate_manifest(
+        manifest, previous_validated_manifest, ValidationRules.from_params(params.model_dump())
+    )
     return report, render_markdown(report)
 
 
