@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from prodcls_pipeline.core.digests import sha256_bytes
 from prodcls_pipeline.data import images
 from prodcls_pipeline.data.images import (
     ImageStore,
     IngestSettings,
     NormalisedImage,
     normalise_image,
-    sha256_bytes,
 )
 from prodcls_serving.common.decoding import ImageRejected
 
@@ -40,11 +40,6 @@ def encode(image: Image.Image, image_format: str = "PNG", **save_args) -> bytes:
 
 def decode(data: bytes) -> NormalisedImage:
     return normalise_image(data, SETTINGS)
-
-
-def test_sha256_bytes_is_hex_digest_of_the_bytes():
-    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    assert sha256_bytes(b"abc") == expected
 
 
 def test_settings_are_read_from_the_ingest_section_and_give_the_decoder_limits():

@@ -1,16 +1,24 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
 from helpers import CONFIG
 
+from prodcls_pipeline.core.digests import sha256_file
 from prodcls_pipeline.models.backbone_split import activation_key, split_backbone
-from prodcls_pipeline.models.backbones import create_backbone, preprocessing_for
+from prodcls_pipeline.models.backbones import (
+    create_backbone,
+    preprocessing_for,
+    weights_digest,
+    weights_path,
+)
 from prodcls_pipeline.models.classifier import build_classifier, make_checkpoint
+from prodcls_pipeline.training import modes
 from prodcls_pipeline.training.loop import AdversarialConfig
-from prodcls_pipeline.training.modes import fit_full, fit_partial
+from prodcls_pipeline.training.modes import fit_full, fit_partial, run_fingerprint
 from prodcls_pipeline.training.samples import ImageSamples
 
 SIZE = 32
@@ -136,3 +144,25 @@ def test_checkpoint_rebuilds_the_fine_tuned_classifier(mode) -> None:
         expected = trained.eval()(images)
         assert torch.allclose(rebuilt(images), expected, atol=1e-4)
         assert not torch.allclose(pristine(images), expected, atol=1e-4)
+
+
+def test_the_run_fingerprint_covers_params_data_weights_and_code(monkeypatch) -> None:
+    params = {"learning_rate": 0.1, "resume": True}
+    splits = pd.DataFrame({"sha256": ["a", "b"], "label": ["x", "y"], "split": ["train", "val"]})
+    policy = {"horizontal_flip_p": 0.5}
+    base = run_fingerprint(params, 0, splits, policy, "weights-1")
+    assert run_fingerprint({**params, "resume": False}, 0, splits, policy, "weights-1") == base
+    changed = [
+        run_fingerprint({**params, "learning_rate": 0.2}, 0, splits, policy, "weights-1"),
+        run_fingerprint(params, 1, splits, policy, "weights-1"),
+        run_fingerprint(params, 0, splits.assign(label=["y", "x"]), policy, "weights-1"),
+        run_fingerprint(params, 0, splits, {"horizontal_flip_p": 0.0}, "weights-1"),
+        run_fingerprint(params, 0, splits, policy, "weights-2"),
+    ]
+    monkeypatch.setattr(modes, "package_digest", lambda: "other code")
+    changed.append(run_fingerprint(params, 0, splits, policy, "weights-1"))
+    assert len({base, *changed}) == len(changed) + 1
+
+
+def test_the_weights_digest_is_the_sha256_of_the_loaded_file() -> None:
+    assert weights_digest("efficientnet_lite0") == sha256_file(weights_path("efficientnet_lite0"))

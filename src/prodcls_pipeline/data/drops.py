@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from prodcls_pipeline.core.digests import sha256_bytes, sha256_file
 from prodcls_pipeline.core.schema import (
     MANIFEST_COLUMNS,
     MANIFEST_DTYPES,
@@ -26,13 +27,7 @@ from prodcls_pipeline.core.schema import (
     SPLITS,
     UNPINNED,
 )
-from prodcls_pipeline.data.images import (
-    ImageStore,
-    IngestSettings,
-    quarantine_record,
-    sha256_bytes,
-    sha256_file,
-)
+from prodcls_pipeline.data.images import ImageStore, IngestSettings, quarantine_record
 
 logger = logging.getLogger(__name__)
 

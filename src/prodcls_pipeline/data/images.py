@@ -12,7 +12,6 @@ the copy is the source's own bytes; any other rejection on nothing. A changed se
 the images it affects and no other.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -69,16 +68,6 @@ class NormalisedImage:
     height: int
     format: str
     jpeg: bytes | None = None
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Hash a file without holding it in memory (for files too large to decode)."""
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def normalise_image(data: bytes, settings: IngestSettings) -> NormalisedImage:

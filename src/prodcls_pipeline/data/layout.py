@@ -7,9 +7,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from prodcls_pipeline.core.digests import sha256_file
 from prodcls_pipeline.core.schema import SPLITS
 from prodcls_pipeline.data.drops import LABELS_FILE, DropFormatError, scan_drop
-from prodcls_pipeline.data.images import sha256_file
 
 # The Grocery Store dataset layout (Klasson et al., WACV 2019).
 _GROCERY_CLASSES = "classes.csv"

@@ -6,7 +6,6 @@ state-dict file. Nothing here downloads: a backbone without local weights is an 
 random init.
 """
 
-import hashlib
 import math
 from dataclasses import dataclass
 from importlib import import_module
@@ -18,6 +17,7 @@ import torchvision
 from timm.data import resolve_data_config
 from torch import nn
 
+from prodcls_pipeline.core.digests import sha256_file
 from prodcls_pipeline.data.preprocessing import Preprocessing
 
 
@@ -126,8 +126,16 @@ def backbone_identity(name: str, weights_file: str | Path | None = None) -> str:
     """
     if weights_file is None:
         return name.replace("/", "--")
-    digest = hashlib.sha256(Path(weights_file).read_bytes()).hexdigest()[:12]
-    return f"{name.replace('/', '--')}@{digest}"
+    return f"{name.replace('/', '--')}@{sha256_file(Path(weights_file))[:12]}"
+
+
+def weights_digest(name: str, weights_file: str | Path | None = None) -> str:
+    """The sha256 of the file `create_backbone(name, weights_file)` loads its weights from."""
+    if weights_file is None and name in BACKBONES:
+        return sha256_file(weights_path(name))
+    if weights_file is None:
+        raise MissingWeightsError(f"Backbone {name!r} has no packaged weights")
+    return sha256_file(Path(weights_file))
 
 
 def _spec(name: str) -> BackboneSpec:

@@ -14,6 +14,8 @@ from dvc_data.hashfile.db import HashFileDB
 from dvc_objects.fs.local import LocalFileSystem
 from dvc_objects.fs.memory import MemoryFileSystem
 
+from prodcls_pipeline.core.digests import sha256_file
+
 PARAMS_FILE = "params.yaml"
 DEPENDENCY_LOCK_FILE = "requirements.lock"
 # DVC rewrites its own bookkeeping during the very `dvc repro` that runs the package stage, so
@@ -56,12 +58,12 @@ def file_md5(data: bytes) -> str:
 
 
 def params_hash(params_file: Path) -> str:
-    return _sha256_file(params_file)
+    return sha256_file(params_file)
 
 
 def lock_hash(lock_file: Path) -> str:
     """sha256 of the dependency lock, so an environment can be matched to a model version."""
-    return _sha256_file(lock_file)
+    return sha256_file(lock_file)
 
 
 def collect_lineage(root: Path, raw_drops: Path, manifest_file: bytes) -> dict[str, Any]:
@@ -76,10 +78,6 @@ def collect_lineage(root: Path, raw_drops: Path, manifest_file: bytes) -> dict[s
         "params_hash": params_hash(root / PARAMS_FILE),
         "lock_hash": lock_hash(root / DEPENDENCY_LOCK_FILE),
     }
-
-
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from prodcls_pipeline.core.digests import package_digest
 from prodcls_pipeline.core.schema import TRAIN, VAL
 from prodcls_pipeline.data.preprocessing import Preprocessing
 from prodcls_pipeline.models.backbone_split import BackboneSuffix, split_backbone
@@ -53,11 +54,17 @@ class LabelledSplits:
         return cls(labels, [coarse_of[label] for label in labels], train_rows, val_rows)
 
 
-def run_fingerprint(params: dict[str, Any], seed: int, splits: pd.DataFrame, policy: dict) -> str:
-    """Digest of everything that determines a training run: a checkpoint resumes only its own."""
+def run_fingerprint(
+    params: dict[str, Any], seed: int, splits: pd.DataFrame, policy: dict, weights: str
+) -> str:
+    """Digest of everything that determines a training run, so a checkpoint resumes only its own:
+    the params, seed, splits and augmentation policy, the backbone's `weights` digest, and the
+    project's code (all of it: more than train imports, so an edit anywhere merely costs an
+    interrupted run its resume, while missing one module would resume a run of other code)."""
     config = {key: value for key, value in params.items() if key not in _NOT_FINGERPRINTED}
     data = splits[["sha256", "label", "split"]].sort_values("sha256").to_numpy().tolist()
-    document = json.dumps([config, seed, data, policy], sort_keys=True, default=str)
+    code = package_digest()
+    document = json.dumps([config, seed, data, policy, weights, code], sort_keys=True, default=str)
     return hashlib.sha256(document.encode()).hexdigest()
 
 

@@ -17,7 +17,12 @@ from prodcls_pipeline.data.images import ImageStore
 from prodcls_pipeline.data.preprocessing import Preprocessing, eval_transform
 from prodcls_pipeline.framework.params import TrainParams
 from prodcls_pipeline.models.backbone_split import activation_key, split_backbone
-from prodcls_pipeline.models.backbones import backbone_identity, create_backbone, preprocessing_for
+from prodcls_pipeline.models.backbones import (
+    backbone_identity,
+    create_backbone,
+    preprocessing_for,
+    weights_digest,
+)
 from prodcls_pipeline.models.classifier import make_checkpoint
 from prodcls_pipeline.runtime.sessions import available_cores, onnx_encoder
 from prodcls_pipeline.training.checkpoints import CheckpointStore
@@ -111,7 +116,8 @@ def fit_classifier(
     mode = _mode(params)
     data = LabelledSplits.from_splits(splits)
     config = TrainingConfig.from_params(params)
-    fingerprint = run_fingerprint(params, seed, splits, augmentation_policy)
+    weights = weights_digest(params["backbone"], params["weights_file"])
+    fingerprint = run_fingerprint(params, seed, splits, augmentation_policy, weights)
     backbone, preprocessing = create_backbone(params["backbone"], params["weights_file"])
     key = _cache_key(params)
     train_views = [
