@@ -1,16 +1,50 @@
 """The shared core: definitions every area uses and that depend on no area.
 
-- `errors`: GateError, the refusal every gate raises;
-- `schema`: the manifest's columns and types, the split names, the image statuses;
-- `scores` and `numbers`: top-1, macro-F1 and the decimals reported numbers keep;
-- `tables`: the Markdown table writer that escapes every cell;
-- `rules`: the base of every rule built from a params section;
-- `tracking`: the MLflow tracking URI.
+- `digests`: Content digests: of bytes, of a file streamed from disk, and of a folder of source
+  files.
+- `errors`: Errors every layer may raise and the Kedro glue recognises without importing the areas.
+- `exports`: An area's public API, named in its `__init__.py` and imported on first use (PEP 562).
+- `numbers`: How many decimals each kind of reported number keeps, so every stage rounds alike.
+- `rules`: Rules read from one section of params.yaml, built and checked one way.
+- `schema`: The manifest's columns and types, the split names and the image statuses: the words
+  every stage uses for the same rows, defined once.
+- `scores`: Top-1 and macro-F1, computed one way for every stage that scores a model.
+- `tables`: Markdown tables whose cells show their text literally, whatever a label or file name
+  holds.
+- `tracking`: Where MLflow keeps runs and the registry: sqlite under the project unless told
+  otherwise.
 
-Only `GateError` is imported here: the Kedro glue needs it, and the other modules pull in
-sklearn or mlflow, which importing the core must not.
+The names below are the area's public API: what code outside the area imports.
 """
 
-from prodcls_pipeline.core.errors import GateError
+from prodcls_pipeline.core.exports import lazy_exports
 
-__all__ = ["GateError"]
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "digests": ["package_digest", "sha256_bytes", "sha256_file"],
+        "errors": ["GateError"],
+        "exports": ["lazy_exports"],
+        "numbers": ["METRIC_DIGITS", "round_measure", "round_metric"],
+        "rules": ["Rule"],
+        "schema": [
+            "INTEGER_COLUMNS",
+            "MANIFEST_COLUMNS",
+            "MANIFEST_DTYPES",
+            "OK",
+            "PINNED_SPLITS",
+            "QUARANTINED",
+            "REQUIRED_SPLITS",
+            "SPLITS",
+            "SPLIT_COLUMNS",
+            "STATUSES",
+            "TEST",
+            "TRAIN",
+            "UNPINNED",
+            "VAL",
+        ],
+        "scores": ["classification_scores", "hit_rate", "top1"],
+        "tables": ["Markdown", "bold", "code", "escape", "markdown_table"],
+        "tracking": ["set_tracking", "tracking_uri", "use_project_tracking"],
+    },
+)

@@ -1,0 +1,28 @@
+"""Images and drops: the decoder and image store, drops and their manifest, laying a dataset out
+as drops, splitting, augmentation and the preprocessing a backbone expects.
+
+- `augmentation`: The training augmentation policy: its validated document, its transform and a
+  visual preview.
+- `drops`: Drops of labelled photos: reading their two formats and building the manifest.
+- `images`: Normalise and hash product photos; keep the normalised copies in a content-addressed
+  store.
+- `layout`: Laying a labelled dataset out as drops: Grocery Store layout, folder tree or labels.csv.
+- `preprocessing`: How an RGB image becomes a backbone's input tensor: the spec and its transforms.
+- `splitting`: Stable train/val/test assignment: an image's split depends only on its own hash.
+
+The names below are the area's public API: what code outside the area imports.
+"""
+
+from prodcls_pipeline.core.exports import lazy_exports
+
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "augmentation": ["augmented_views", "build_train_transform"],
+        "drops": ["DropFormatError", "build_manifest", "scan_drop", "scan_drops"],
+        "images": ["ImageStore", "IngestSettings"],
+        "layout": ["layout_drops"],
+        "preprocessing": ["Preprocessing", "eval_transform"],
+        "splitting": ["sample_split"],
+    },
+)

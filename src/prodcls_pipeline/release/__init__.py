@@ -1,0 +1,32 @@
+"""Releasing a model: the package and model card, lineage, the MLflow registry, the promotion
+gate.
+
+- `lineage`: Which code, data, params and dependencies made a model: hashes an auditor can check by
+  hand.
+- `package`: The deployable model package: the ONNX model and everything needed to use and trust it.
+- `promotion`: The promotion gate: a challenger replaces the champion only when it is measurably
+  better.
+- `registry`: A new MLflow model version for a model package, logged into the run that trained it,
+  and the aliases that say which version is in service (`champion`) and which was registered last
+  (`challenger`).
+
+The names below are the area's public API: what code outside the area imports.
+"""
+
+from prodcls_pipeline.core.exports import lazy_exports
+
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "lineage": ["collect_lineage"],
+        "package": ["LINEAGE_FILE", "build_package", "version_tags"],
+        "promotion": ["PROMOTED", "PromotionRule", "decide", "render_decision", "score"],
+        "registry": [
+            "CHAMPION",
+            "alias_version",
+            "attach_decision",
+            "register_model_version",
+            "set_alias",
+        ],
+    },
+)
