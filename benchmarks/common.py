@@ -56,6 +56,24 @@ DROPS_DIR = Path("data/01_raw/drops")
 LOG_TAIL_CHARS = 4000
 
 
+def copy_project_files(root: Path, extra: Sequence[str] = ()) -> None:
+    """The project's files (and `extra` ones) copied to a new folder `root`, without caches,
+    with empty data layers."""
+    root.mkdir(parents=True)
+    for name in (*PROJECT_FILES, *extra):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                root / name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache"),
+            )
+        else:
+            shutil.copy2(source, root / name)
+    for layer in DATA_LAYERS:
+        (root / "data" / layer).mkdir(parents=True, exist_ok=True)
+
+
 class ConfigurationError(ValueError):
     """A benchmark configuration file that does not fit params.yaml."""
 
@@ -151,19 +169,7 @@ class BenchmarkProject:
     @classmethod
     def create(cls, parent: Path) -> "BenchmarkProject":
         root = parent / "prodcls"
-        root.mkdir(parents=True)
-        for name in PROJECT_FILES:
-            source = REPO / name
-            if source.is_dir():
-                shutil.copytree(
-                    source,
-                    root / name,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache"),
-                )
-            else:
-                shutil.copy2(source, root / name)
-        for layer in DATA_LAYERS:
-            (root / "data" / layer).mkdir(parents=True, exist_ok=True)
+        copy_project_files(root)
         project = cls(root)
         project.logs.mkdir()
         project.run("git-init", "git", "init", "-q")

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -34,6 +33,7 @@ from mlflow import MlflowClient
 from PIL import Image, ImageFile
 from torch import nn
 
+from benchmarks.common import copy_project_files
 from prodcls_pipeline.core.tracking import (
     TRACKING_URI_ENV,
     reset_tracking,
@@ -233,30 +233,6 @@ def project_modules() -> list[str]:
     return modules
 
 
-# What a project copy for a pipeline test needs from the repository.
-PROJECT_FILES = [
-    "conf",
-    "src",
-    "sample",
-    "dvc.yaml",
-    "params.yaml",
-    "pyproject.toml",
-    "requirements.lock",
-    ".dvc",
-    ".dvcignore",
-    ".gitignore",
-]
-DATA_LAYERS = [
-    "01_raw/drops",
-    "02_intermediate",
-    "03_primary",
-    "04_feature",
-    "06_models",
-    "07_model_output",
-    "08_reporting",
-]
-
-
 def run(project: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env |= {
@@ -285,22 +261,11 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def copy_project(root: Path, params_overrides: dict[str, Any] | None = None) -> Path:
     """A git-committed copy of the project at `root`, without data, for `dvc repro` runs."""
-    root.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(
-                source,
-                root / name,
-                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache"),
-            )
-        else:
-            shutil.copy2(source, root / name)
+    # The bundled sample too: tests land it, or drops made from it.
+    copy_project_files(root, extra=["sample"])
     params_file = root / "params.yaml"
     params = merge(yaml.safe_load(params_file.read_text()), params_overrides or {})
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    for layer in DATA_LAYERS:
-        (root / "data" / layer).mkdir(parents=True, exist_ok=True)
     run(root, "git", "init", "-q")
     run(root, "git", "add", "-A")
     run(
