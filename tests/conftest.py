@@ -1,11 +1,18 @@
-"""Fixtures shared by the test suite: the bundled sample dataset and synthetic images."""
+"""Fixtures shared by the test suite: the bundled sample dataset, synthetic images, and the real
+Lite0 classifier with its fp32 and int8 ONNX exports."""
 
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
-from helpers import SAMPLE_DIR
+from helpers import SAMPLE_DIR, lite0_checkpoint, synthetic_images
 from PIL import Image
+
+from prodcls_pipeline.compression.int8 import quantize_int8
+from prodcls_pipeline.data.preprocessing import eval_transform
+from prodcls_pipeline.models.classifier import build_classifier, checkpoint_preprocessing
+from prodcls_pipeline.models.onnx_export import export_onnx
 
 MakeImage = Callable[..., Path]
 
@@ -35,3 +42,25 @@ def _make_image(
 def make_image() -> MakeImage:
     """`make_image(path, color=(r, g, b), size=(w, h), mode="RGB", **save_args) -> path`."""
     return _make_image
+
+
+@pytest.fixture(scope="session")
+def lite0() -> dict:
+    """A Lite0 classifier checkpoint with ImageNet weights and a random head."""
+    return lite0_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def lite0_images(lite0: dict) -> np.ndarray:
+    transform = eval_transform(checkpoint_preprocessing(lite0))
+    return np.stack([transform(image).numpy() for image in synthetic_images(12, seed=1)])
+
+
+@pytest.fixture(scope="session")
+def lite0_fp32(lite0: dict) -> bytes:
+    return export_onnx(build_classifier(lite0), input_size=224)
+
+
+@pytest.fixture(scope="session")
+def lite0_int8(lite0_fp32: bytes, lite0_images: np.ndarray) -> bytes:
+    return quantize_int8(lite0_fp32, (lite0_images[start : start + 4] for start in range(0, 8, 4)))

@@ -9,6 +9,7 @@ from kedro.runner import SequentialRunner
 
 from prodcls_pipeline.core.schema import SPLIT_COLUMNS, SPLITS
 from prodcls_pipeline.data import splitting
+from prodcls_pipeline.data.splitting import sample_split
 from prodcls_pipeline.framework.params import SplitParams
 from prodcls_pipeline.pipelines.split import create_pipeline
 
@@ -150,3 +151,19 @@ def test_split_pipeline_runs_on_memory_datasets():
     summary = outputs["split_summary"].load().set_index("label")
     assert summary.loc[splitting.TOTAL_ROW, "total"] == 80
     assert summary.loc[["apple", "pear"], "total"].tolist() == [40, 40]
+
+
+def test_sample_split_is_seeded_and_ignores_row_order() -> None:
+    splits = pd.DataFrame(
+        {
+            "sha256": [f"{index:064x}" for index in range(20)],
+            "label": "a",
+            "coarse_label": "a",
+            "split": ["train", "test"] * 10,
+        }
+    )
+    chosen = sample_split(splits, "train", 4, seed=42)
+    assert chosen == sample_split(splits.iloc[::-1], "train", 4, seed=42)
+    assert chosen != sample_split(splits, "train", 4, seed=7)
+    assert set(chosen) <= set(splits.loc[splits["split"] == "train", "sha256"])
+    assert len(sample_split(splits, "train", 99, seed=42)) == 10
