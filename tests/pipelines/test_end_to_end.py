@@ -56,11 +56,16 @@ def tree_digest(folder: Path) -> dict[str, str]:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("e2e") / "prodcls"
     # Attacks on every test image would make each evaluate run minutes; the scores are
-    # exercised, their precision is not. Likewise the pruning recoveries and the distillation:
-    # real, but on a few images.
+    # exercised, their precision is not. Likewise the pruning recoveries, the distillation, the
+    # cached augmented views and the timing repeats: real, but fewer.
     overrides = {
+        "train": {"views_per_image": 2},
         "evaluate": {"robustness_images": E2E_ROBUSTNESS_IMAGES},
-        "compress": {"fine_tune_images": E2E_FINE_TUNE_IMAGES, "distillation": {"epochs": 1}},
+        "compress": {
+            "fine_tune_images": E2E_FINE_TUNE_IMAGES,
+            "distillation": {"epochs": 1},
+            "benchmark_repeats": 1,
+        },
     }
     copy_project(root, overrides)
     staging = root.parent / "staging"
