@@ -12,7 +12,7 @@ from prodcls_pipeline.compression.int8 import float_output_nodes, is_quantized
 from prodcls_pipeline.core.numbers import round_measure, round_metric
 from prodcls_pipeline.core.rules import Rule
 from prodcls_pipeline.core.scores import classification_scores, hit_rate
-from prodcls_pipeline.core.tables import Markdown, bold, markdown_table
+from prodcls_pipeline.core.tables import Markdown, bold, code, escape, markdown_table
 from prodcls_pipeline.models.onnx_export import parameter_count
 from prodcls_pipeline.runtime.batching import predict_top1
 from prodcls_pipeline.runtime.sessions import available_cores, create_session
@@ -190,7 +190,7 @@ def _unquantized_lines(unquantized: Mapping[str, Sequence[dict[str, str]]]) -> l
     """One line per quantised variant naming the nodes that compute its outputs in float."""
     lines = []
     for variant, nodes in unquantized.items():
-        named = ", ".join(f"`{node['name']}` ({node['op_type']})" for node in nodes)
+        named = ", ".join(f"{code(node['name'])} ({escape(node['op_type'])})" for node in nodes)
         lines += [
             f"Left in float in {variant}, after its last dequantisation: "
             f"{named or 'nothing (its outputs are dequantised int8)'}.",

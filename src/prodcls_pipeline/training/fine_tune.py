@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from torch.utils.data import Dataset
 
 from prodcls_pipeline.models.classifier import ProductClassifier
-from prodcls_pipeline.training.loop import AdversarialConfig, TrainingConfig, evaluate, train
+from prodcls_pipeline.training.loop import (
+    AdversarialConfig,
+    TrainingConfig,
+    TrainingResult,
+    evaluate,
+    train,
+)
 from prodcls_pipeline.training.tasks import TrainingTask
 
 # The parts of a fine-tune's TrainingConfig it never varies. AdamW without weight decay at one
@@ -71,11 +77,22 @@ def fine_tune(
 ) -> ProductClassifier:
     """Train the parameters of `model` that `settings.trainable(name)` selects for `task`, in
     place; returns it in eval mode."""
+    return _train_selected(model, task, train_data, val_data, settings, description).model
+
+
+def _train_selected(
+    model: ProductClassifier,
+    task: TrainingTask,
+    train_data: Dataset,
+    val_data: Dataset,
+    settings: FineTune,
+    description: str,
+) -> TrainingResult:
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(settings.trainable(name))
     if not any(parameter.requires_grad for parameter in model.parameters()):
         raise ValueError("No parameter of the model is trainable: nothing to fine-tune")
-    result = train(
+    return train(
         model,
         train_data,
         val_data,
@@ -85,7 +102,6 @@ def fine_tune(
         shuffle=settings.shuffle,
         description=description,
     )
-    return result.model
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,10 @@ def fine_tune_if_better(
     a few epochs on a sample of training images can as well undo what the full training
     learnt, and then the model as it was is the better one to ship."""
     _, before = evaluate(model, val_data, settings.config())
-    tuned = fine_tune(copy.deepcopy(model), task, train_data, val_data, settings, description)
-    _, after = evaluate(tuned, val_data, settings.config())
-    return GuardedFineTune(tuned if after > before else model, before, after)
+    tuned = copy.deepcopy(model)
+    result = _train_selected(tuned, task, train_data, val_data, settings, description)
+    # The loop scored each epoch's model on `val_data`; without restore_best it returns the last
+    # one, so its score is the last epoch's (no epoch: the copy is the model as it was).
+    history = result.history["val_accuracy"]
+    after = float(history.iloc[-1]) if len(history) else before
+    return GuardedFineTune(result.model if after > before else model, before, after)
