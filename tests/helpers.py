@@ -422,6 +422,7 @@ def package_inputs() -> dict[str, Any]:
             {
                 "sha256": f"{label}-{image:02d}",
                 "drop": f"drop-{image % 2}",
+                "source_path": f"drop-{image % 2}/{label}/{image:02d}.jpg",
                 "label": label,
                 "coarse_label": coarse,
                 "status": "ok",
@@ -464,6 +465,7 @@ def package_inputs() -> dict[str, Any]:
         "classification_report": pd.DataFrame(
             [{"label": label, **values} for label, values in per_class.items()]
         ),
+        "per_class_metrics": per_class,
         "compression_report": {
             "benchmark_batch_size": 32,
             "throughput_column": "ips_b32",

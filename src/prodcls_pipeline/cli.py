@@ -6,20 +6,37 @@ that cannot be read; no traceback.
 """
 
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import pandas as pd
+import yaml
 
+from prodcls_pipeline.audit.documents import FORMATS
+from prodcls_pipeline.audit.errors import AuditError
 from prodcls_pipeline.core.schema import SPLITS
 from prodcls_pipeline.data.drops import DropFormatError, scan_drop
-from prodcls_pipeline.data.layout import layout_drops
+from prodcls_pipeline.data.layout import land_drop, layout_drops
+from prodcls_pipeline.data.versioning import DvcError, dvc_file_path, find_dvc_root, track_drops
+
+if TYPE_CHECKING:
+    from prodcls_pipeline.audit.documents import Report
+    from prodcls_pipeline.audit.versions import VersionStore
+    from prodcls_pipeline.framework.params import ProjectParams
 
 PROG_NAME = "prodcls"
 DEFAULT_DROPS_DIR = Path("data/01_raw/drops")
 DEFAULT_MODEL_URI = "models:/prodcls@champion"
 DEFAULT_TOP_K = 5
+PARAMS_FILE = "params.yaml"
+DVC_FILE = "dvc.yaml"
+STDOUT = "-"
+# Columns for rich tables when stdout is a file or a pipe, which has no width of its own.
+WIDE_TERMINAL = 200
 # The exit status of a bad command line, used for an input file that cannot be read too.
 INPUT_ERROR_STATUS = 2
 USER_ERROR_STATUS = 1
@@ -38,7 +55,15 @@ class InputError(UsageError):
 
 
 # Errors a user can fix from the message alone: shown without a stack trace.
-USER_ERRORS = (UsageError, DropFormatError, FileNotFoundError, FileExistsError, NotADirectoryError)
+USER_ERRORS = (
+    UsageError,
+    AuditError,
+    DropFormatError,
+    DvcError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+)
 
 _PATH = click.Path(path_type=Path)
 _AT_LEAST_ONE = click.IntRange(min=1)
@@ -69,13 +94,45 @@ def drops_command(
 
     Copy the images of SOURCE (Grocery Store layout, a folder tree <label>/<image>, or a folder
     with labels.csv) into COUNT new drops, each with a labels.csv, under DEST (default:
-    data/01_raw/drops). SOURCE is never modified and existing drops are never overwritten.
+    data/01_raw/drops). Inside a DVC repository each new drop is then `dvc add`ed, as
+    `prodcls land` does. SOURCE is never modified and existing drops are never overwritten.
     """
     if dest and dest_option and dest != dest_option:
         raise UsageError(f"Two different destinations given: {dest} and {dest_option}")
     destination = dest or dest_option or DEFAULT_DROPS_DIR
     drops = layout_drops(source, destination, count, prefix)
     click.echo(f"Laid out {len(drops)} drop(s) from {source} into {destination}:")
+    _describe_drops(drops)
+    _version_drops(drops, destination)
+    return 0
+
+
+@prodcls.command(name="land")
+@click.argument("source", type=_PATH)
+@click.option("--name", metavar="ID", help="Drop id (default: the source folder's name).")
+@click.option(
+    "--dest",
+    type=_PATH,
+    default=DEFAULT_DROPS_DIR,
+    show_default=True,
+    metavar="DEST",
+    help="Drops folder.",
+)
+def land_command(source: Path, name: str | None, dest: Path) -> int:
+    """Land one drop folder and version it with DVC.
+
+    Copy SOURCE (a folder tree <label>/<image> or a folder with labels.csv) to DEST/<ID>, then
+    `dvc add` it: its files go into the DVC cache and DEST/<ID>.dvc names their exact version.
+    SOURCE is never modified and an existing drop is never overwritten.
+    """
+    drop = land_drop(source, dest, name)
+    click.echo(f"Landed {source} as {drop}:")
+    _describe_drops([drop])
+    _version_drops([drop], dest)
+    return 0
+
+
+def _describe_drops(drops: list[Path]) -> None:
     for drop in drops:
         files = scan_drop(drop)
         labels = {file.label for file in files}
@@ -88,7 +145,26 @@ def drops_command(
             f"  {drop.name}: {len(files)} files, {len(labels)} labels"
             + (f", pinned {pinned}" if pinned else "")
         )
-    return 0
+
+
+def _version_drops(drops: list[Path], destination: Path) -> None:
+    """`dvc add` the new drops when they lie in a DVC repository, and say what to commit."""
+    repo_root = find_dvc_root(destination)
+    if repo_root is None:
+        click.echo(f"{destination} is not inside a DVC repository: the drops are not versioned.")
+        return
+    versions = track_drops(drops, repo_root)
+    for drop, version in zip(drops, versions, strict=True):
+        click.echo(
+            f"  {version.drop} versioned: {dvc_file_path(drop)} names md5 {version.dvc_hash} "
+            f"({version.files} files, {version.bytes:,} bytes, in the DVC cache)"
+        )
+    dvc_files = " ".join(
+        str(dvc_file_path(drop).resolve().relative_to(repo_root.resolve())) for drop in drops
+    )
+    click.echo(
+        f"Next: dvc repro, read data/08_reporting/, then git add {dvc_files} dvc.lock && git commit"
+    )
 
 
 @prodcls.command(name="predict")
@@ -140,6 +216,184 @@ def predict_command(images: tuple[Path, ...], model: str, as_json: bool, top_k: 
     else:
         click.echo(_text_table(table))
     return 0
+
+
+@prodcls.group(name="audit")
+def audit_group() -> None:
+    """Audit model versions: which data, code and params made each, and how two differ.
+
+    Reads the MLflow registry ($MLFLOW_TRACKING_URI, else ./mlruns) and each version's lineage
+    record. Every command prints tables; --format json|md|html writes the report as well (to
+    --output, or to stdout without the tables); the HTML is one self-contained file.
+    """
+
+
+def _audit_options(command: Callable) -> Callable:
+    command = click.option(
+        "--output",
+        type=_PATH,
+        metavar="FILE",
+        help="Write the report here ('-': stdout); the format follows the suffix if not given.",
+    )(command)
+    command = click.option(
+        "--format", "output_format", type=click.Choice(FORMATS), help="Report format."
+    )(command)
+    return click.option(
+        "--model",
+        "model_name",
+        metavar="NAME",
+        help="Registered model (default: package.registered_model_name of params.yaml).",
+    )(command)
+
+
+@audit_group.command(name="list")
+@_audit_options
+def audit_list_command(
+    model_name: str | None, output_format: str | None, output: Path | None
+) -> int:
+    """Every version: when, alias, drops, images per split, hashes, commit, metrics, gates."""
+    from prodcls_pipeline.audit.reports import list_report, version_row
+
+    settings = _audit_settings(model_name)
+    rows = [version_row(version) for version in settings.store.all()]
+    if not rows:
+        raise UsageError(f"No versions of {settings.store.model_name} are registered yet")
+    _emit(list_report(settings.store.model_name, rows), rows, output_format, output)
+    return 0
+
+
+@audit_group.command(name="show")
+@click.argument("version", type=_AT_LEAST_ONE)
+@_audit_options
+def audit_show_command(
+    version: int, model_name: str | None, output_format: str | None, output: Path | None
+) -> int:
+    """One version in full: lineage, gates, metrics and its model card."""
+    from prodcls_pipeline.audit.reports import show_data, show_report
+
+    data = show_data(_audit_settings(model_name).store.get(version))
+    _emit(show_report(data), data, output_format, output)
+    return 0
+
+
+@audit_group.command(name="diff")
+@click.argument("first", type=_AT_LEAST_ONE, metavar="V1")
+@click.argument("second", type=_AT_LEAST_ONE, metavar="V2")
+@_audit_options
+def audit_diff_command(
+    first: int,
+    second: int,
+    model_name: str | None,
+    output_format: str | None,
+    output: Path | None,
+) -> int:
+    """What changed from V1 to V2: data, labels, params, code, metrics, significance, gates."""
+    from prodcls_pipeline.audit.comparison import compare_versions
+    from prodcls_pipeline.audit.reports import diff_report
+
+    settings = _audit_settings(model_name)
+    diff = compare_versions(
+        settings.store.get(first),
+        settings.store.get(second),
+        repo_root=Path.cwd(),
+        resamples=settings.params.audit.bootstrap_resamples,
+        confidence_level=settings.params.audit.confidence_level,
+        seed=settings.params.seed,
+    )
+    _emit(diff_report(diff), diff, output_format, output)
+    return 0
+
+
+@audit_group.command(name="reproduce")
+@click.argument("version", type=_AT_LEAST_ONE)
+@click.option(
+    "--target",
+    metavar="STAGE",
+    help="The last dvc.yaml stage to re-run (default: evaluate, which makes every metric).",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary project for inspection.")
+@_audit_options
+def audit_reproduce_command(
+    version: int,
+    target: str | None,
+    keep: bool,
+    model_name: str | None,
+    output_format: str | None,
+    output: Path | None,
+) -> int:
+    """Re-make VERSION from its record alone and compare every metric with the recorded one.
+
+    In a temporary folder (the working tree is not touched): the version's commit as a git
+    worktree plus its recorded diff, its params.yaml, its drops restored from the DVC cache by
+    hash; then `dvc repro --no-run-cache TARGET`. Exit status 1 when anything differs.
+    """
+    from tqdm import tqdm
+
+    from prodcls_pipeline.audit.reports import reproduce_report
+    from prodcls_pipeline.audit.reproduction import DEFAULT_TARGET, reproduce_version
+
+    settings = _audit_settings(model_name)
+    audited = settings.store.get(version)
+    target = target or DEFAULT_TARGET
+    stages = _stages_through(target)
+    with tqdm(total=len(stages), desc=f"reproduce v{version}", unit="stage") as progress:
+        result = reproduce_version(
+            audited,
+            Path.cwd(),
+            target=target,
+            keep=keep,
+            on_stage=lambda stage: (progress.set_postfix_str(stage), progress.update(1)),
+        )
+    _emit(reproduce_report(result), result, output_format, output)
+    return 0 if result["all_equal"] else USER_ERROR_STATUS
+
+
+@dataclass(frozen=True)
+class _AuditSettings:
+    params: "ProjectParams"
+    store: "VersionStore"
+
+
+def _audit_settings(model_name: str | None) -> _AuditSettings:
+    """params.yaml checked once, and the model's versions in the project's MLflow store."""
+    from prodcls_pipeline.audit.versions import VersionStore
+    from prodcls_pipeline.core.tracking import set_tracking
+    from prodcls_pipeline.framework.params import check_params
+
+    params_file = Path(PARAMS_FILE)
+    if not params_file.is_file():
+        raise UsageError(f"No {PARAMS_FILE} here: run prodcls audit from the project root")
+    params = check_params(yaml.safe_load(params_file.read_text(encoding="utf-8")))
+    set_tracking(project_root=Path.cwd())
+    return _AuditSettings(params, VersionStore(model_name or params.package.registered_model_name))
+
+
+def _stages_through(target: str) -> list[str]:
+    """The dvc.yaml stages up to `target`, in file order (the order they run in)."""
+    stages = list(yaml.safe_load(Path(DVC_FILE).read_text(encoding="utf-8"))["stages"])
+    if target not in stages:
+        raise UsageError(f"No stage {target!r} in {DVC_FILE}: choose one of {', '.join(stages)}")
+    return stages[: stages.index(target) + 1]
+
+
+def _emit(report: "Report", data: object, output_format: str | None, output: Path | None) -> None:
+    """Tables on the terminal, and the report file when asked for one."""
+    from rich.console import Console
+
+    from prodcls_pipeline.audit.documents import print_rich, render
+
+    if output is not None and output_format is None:
+        output_format = output.suffix.lstrip(".")
+        if output_format not in FORMATS:
+            raise UsageError(f"Cannot tell the format of {output}: give --format json|md|html")
+    if output_format and (output is None or str(output) == STDOUT):
+        click.echo(render(report, data, output_format), nl=False)
+        return
+    print_rich(report, Console(width=None if sys.stdout.isatty() else WIDE_TERMINAL))
+    if output_format and output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(render(report, data, output_format), encoding="utf-8")
+        click.echo(f"Wrote {output}")
 
 
 def _text_table(predictions: pd.DataFrame) -> str:

@@ -19,6 +19,7 @@ AREA_LAYERS = (
     "training",
     "compression",
     "release",
+    "audit",
 )
 # Entry points and glue, above every area.
 TOP_LEVEL = ("pipelines", "cli", "settings", "pipeline_registry", "__main__", "framework")

@@ -101,7 +101,7 @@ def test_cell_shows_each_kind_of_value_the_same_way_everywhere() -> None:
 
 def test_signed_shows_a_change_with_its_sign() -> None:
     assert (signed(0.0123), signed(-0.5), signed(0.0)) == ("+0.0123", "-0.5000", "+0.0000")
-    assert signed(2) == "+2.0000"
+    assert (signed(2), signed(-3), signed(0)) == ("+2", "-3", "+0")  # counts stay whole
     assert signed(None) == "–"
 
 

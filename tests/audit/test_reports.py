@@ -240,7 +240,7 @@ def test_the_diff_lists_a_changed_param_and_the_code_changed_between_commits(
     text = to_markdown(diff_report(diff(project, faster, new_commit=True)))
 
     assert "1 param(s) changed." in text
-    assert "| train.learning_rate | 0.0030 | 0.0100 |" in text
+    assert "| train.learning_rate | 0.003 | 0.01 |" in text
     assert "1 file(s) changed between the commits" in text
     assert "| M | train.py |" in text
 
@@ -287,11 +287,6 @@ def test_the_diff_shows_metric_changes_and_both_gates(project: Path) -> None:
     assert "| promotion | promoted: top-1 0.5000 clears the floor |" in text
 
 
-@pytest.mark.xfail(
-    reason="documents.py:70 cell() shows every float with 4 decimals, and reports.py:312 passes "
-    "params through it: weight_decay 0.0001 → 0.00015 reads '0.0001 | 0.0001'",
-    strict=True,
-)
 def test_the_diff_shows_a_changed_small_param_as_two_different_values(project: Path) -> None:
     smaller = {"seed": 7, "train": {"learning_rate": 0.003, "weight_decay": 0.00015}}
 
@@ -427,11 +422,6 @@ def test_a_reproduction_with_an_unequal_value_marks_that_row() -> None:
     assert "| macro_f1 | 0.7000 | 0.7000 | yes |" in text
 
 
-@pytest.mark.xfail(
-    reason="reports.py:193: a drop that was not restored makes all_equal False, and the verdict "
-    "says 'see the rows marked no', but the drop rows (reports.py:201-208) mark nothing no",
-    strict=True,
-)
 def test_a_reproduction_with_a_drop_not_restored_marks_a_row_no() -> None:
     result = reproduction([check("top1", 0.8, 0.8)], restored=False)
 

@@ -29,10 +29,10 @@ from prodcls_pipeline.core.tracking import (
     use_project_tracking,
 )
 from prodcls_pipeline.data.images import ImageStore
+from prodcls_pipeline.data.versioning import dvc_dir_hash
 from prodcls_pipeline.framework.params import IngestParams, PackageParams
 from prodcls_pipeline.pipelines.package import create_pipeline
 from prodcls_pipeline.pipelines.package.nodes import gate_promotion, register_model
-from prodcls_pipeline.release.lineage import dvc_dir_hash
 from prodcls_pipeline.release.package import LINEAGE_FILE, TAG_KEYS, version_tags
 from prodcls_pipeline.release.registry import RunNotFoundError, register_model_version
 
@@ -67,10 +67,13 @@ def store(tmp_path: Path) -> tuple[pd.DataFrame, ImageStore]:
             {
                 "sha256": sha256,
                 "label": PACKAGE_LABELS[index % len(PACKAGE_LABELS)],
+                "coarse_label": "",
                 "split": "test",
             }
         )
-    rows.append({"sha256": "0" * 64, "label": PACKAGE_LABELS[0], "split": "train"})
+    rows.append(
+        {"sha256": "0" * 64, "label": PACKAGE_LABELS[0], "coarse_label": "", "split": "train"}
+    )
     return pd.DataFrame(rows), store
 
 
@@ -216,12 +219,15 @@ def test_package_pipeline_runs_on_memory_datasets(
     inputs = {
         **package_inputs(),
         "validated_manifest_file": b"parquet bytes",
+        "splits_file": b"splits bytes",
         "raw_drops": project / "drops",
         "mlflow_run": training_run,
         "splits": store[0],
         "image_store": store[1],
+        "test_predictions": store[0].assign(predicted=store[0]["label"]),
         "params:package": PARAMS,
         "params:ingest": IngestParams.model_validate(project_params()["ingest"]),
+        "parameters": {"package": PARAMS, "seed": 7},
     }
     catalog = DataCatalog(
         {
@@ -230,13 +236,14 @@ def test_package_pipeline_runs_on_memory_datasets(
             "registration": MemoryDataset(),
             "promotion": MemoryDataset(),
             "promotion_markdown": MemoryDataset(),
+            "lineage_record": MemoryDataset(),
         }
     )
 
     outputs = SequentialRunner().run(create_pipeline(), catalog)
 
-    promotion = outputs["promotion"].load()
-    assert promotion["verdict"] == "promoted" and promotion["challenger"]["version"] == 1
+    record = outputs["lineage_record"].load()
+    assert record["gates"]["promotion"]["verdict"] == "promoted" and record["version"] == 1
     assert "**Verdict: promoted.**" in outputs["promotion_markdown"].load()
     registered = MlflowClient().get_model_version(MODEL_NAME, "1")
     packaged = Path(
@@ -252,3 +259,35 @@ def test_package_pipeline_runs_on_memory_datasets(
     assert {key: registered.tags[key] for key in TAG_KEYS} == version_tags(lineage)
     card = (packaged / "MODEL_CARD.md").read_text()
     assert "not recorded (not a git repository)" in card
+
+    kept = Path(
+        mlflow.artifacts.download_artifacts(run_id=registered.run_id, artifact_path="lineage/v1")
+    )
+    assert json.loads((kept / "record.json").read_text()) == record
+    assert record["version"] == 1 and record["parent_champion"] is None
+    assert record["data"]["drops"] == [
+        {
+            "drop": "d1",
+            "dvc_hash": dvc_dir_hash(project / "drops" / "d1"),
+            "files": 1,
+            "bytes": 13,
+            "tracked": False,
+            "dvc_file": "",
+        }
+    ]
+    assert record["data"]["splits_dvc_hash"] == hashlib.md5(b"splits bytes").hexdigest()
+    assert record["params"]["file"] == params_file.decode()
+    assert record["params"]["values"]["package"]["registered_model_name"] == MODEL_NAME
+    assert record["gates"]["promotion"]["verdict"] == "promoted"
+    assert record["gates"]["validation"]["success"] is True
+    assert record["per_class"] == package_inputs()["per_class_metrics"]
+    assert pd.read_parquet(kept / "images.parquet")["sha256"].tolist() == sorted(store[0]["sha256"])
+    assert (kept / "MODEL_CARD.md").read_text() == card
+    inputs_logged = {
+        logged.dataset.name: logged.dataset.digest
+        for logged in mlflow.get_run(registered.run_id).inputs.dataset_inputs
+    }
+    assert inputs_logged == {
+        "d1": dvc_dir_hash(project / "drops" / "d1"),
+        "splits": hashlib.md5(b"splits bytes").hexdigest(),
+    }

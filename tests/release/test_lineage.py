@@ -10,15 +10,17 @@ import pytest
 import yaml
 
 from prodcls_pipeline.core.tracking import DATABASE_FILE, STORE_FOLDER
+from prodcls_pipeline.data.versioning import dvc_dir_hash
 from prodcls_pipeline.release.lineage import (
     DEPENDENCY_LOCK_FILE,
     PARAMS_FILE,
     collect_lineage,
-    dvc_dir_hash,
     file_md5,
+    git_diff,
     git_state,
     lock_hash,
     params_hash,
+    patched_files,
 )
 
 
@@ -95,6 +97,31 @@ def test_git_state_clean_then_dirty(repo: Path) -> None:
     assert git_state(repo) == {"commit": head, "dirty": True, "is_git_repo": True}
 
 
+def test_the_recorded_diff_rebuilds_the_dirty_tree_from_its_commit(
+    repo: Path, tmp_path: Path
+) -> None:
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "dvc.lock").write_text("schema: '2.0'\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "initial")
+    assert git_diff(repo) == ""
+
+    (repo / "code.py").write_text("x = 2\n")
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "new.py").write_text("y = 'untracked'\n")
+    (repo / "blob.bin").write_bytes(bytes(range(256)))
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    diff = git_diff(repo)
+
+    assert sorted(patched_files(diff)) == ["blob.bin", "code.py", "pkg/new.py"]
+    copy = tmp_path / "copy"
+    _git(repo, "worktree", "add", "-q", "--detach", str(copy), "HEAD")
+    subprocess.run(["git", "apply", "--binary", "-"], cwd=copy, input=diff.encode(), check=True)
+    for name in ("code.py", "pkg/new.py", "blob.bin"):
+        assert (copy / name).read_bytes() == (repo / name).read_bytes(), name
+    assert (copy / "dvc.lock").read_text() == "schema: '2.0'\n"
+
+
 def test_untracked_file_is_dirty(repo: Path) -> None:
     (repo / "new_module.py").write_text("y = 1\n")
     assert git_state(repo) == {"commit": "", "dirty": True, "is_git_repo": True}
@@ -112,11 +139,12 @@ def test_collect_lineage_hashes_params_lock_and_data(repo: Path) -> None:
     drops.mkdir(parents=True)
     (drops / "a.jpg").write_bytes(b"a")
 
-    lineage = collect_lineage(repo, drops, b"manifest bytes")
+    lineage = collect_lineage(repo, drops, b"manifest bytes", b"splits bytes")
 
     assert lineage["params_hash"] == hashlib.sha256(b"seed: 42\n").hexdigest()
     assert lineage["params_hash"] == params_hash(repo / PARAMS_FILE)
     assert lineage["lock_hash"] == lock_hash(repo / DEPENDENCY_LOCK_FILE)
     assert lineage["manifest_dvc_hash"] == hashlib.md5(b"manifest bytes").hexdigest()
     assert lineage["raw_data_dvc_hash"] == dvc_dir_hash(drops)
+    assert lineage["splits_dvc_hash"] == hashlib.md5(b"splits bytes").hexdigest()
     assert lineage["git_repo"] is True

@@ -45,6 +45,12 @@ __all__, __getattr__ = lazy_exports(
         ],
         "scores": ["classification_scores", "hit_rate", "top1"],
         "tables": ["Markdown", "bold", "code", "escape", "markdown_table"],
-        "tracking": ["set_tracking", "tracking_uri", "use_project_tracking"],
+        "tracking": [
+            "TRACKING_URI_ENV",
+            "set_tracking",
+            "sqlite_tracking_uri",
+            "tracking_uri",
+            "use_project_tracking",
+        ],
     },
 )

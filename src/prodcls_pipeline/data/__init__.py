@@ -9,6 +9,7 @@ as drops, splitting, augmentation and the preprocessing a backbone expects.
 - `layout`: Laying a labelled dataset out as drops: Grocery Store layout, folder tree or labels.csv.
 - `preprocessing`: How an RGB image becomes a backbone's input tensor: the spec and its transforms.
 - `splitting`: Stable train/val/test assignment: an image's split depends only on its own hash.
+- `versioning`: Drops as DVC data versions: `dvc add`, their `.dvc` files, their hashes.
 
 The names below are the area's public API: what code outside the area imports.
 """
@@ -21,8 +22,19 @@ __all__, __getattr__ = lazy_exports(
         "augmentation": ["augmented_views", "build_train_transform"],
         "drops": ["DropFormatError", "build_manifest", "scan_drop", "scan_drops"],
         "images": ["ImageStore", "IngestSettings"],
-        "layout": ["layout_drops"],
+        "layout": ["land_drop", "layout_drops"],
         "preprocessing": ["Preprocessing", "eval_transform"],
         "splitting": ["sample_split"],
+        "versioning": [
+            "DVC_FILE_SUFFIX",
+            "DvcError",
+            "drop_versions",
+            "dvc_dir_hash",
+            "dvc_file_path",
+            "dvc_file_text",
+            "find_dvc_root",
+            "run_dvc",
+            "track_drops",
+        ],
     },
 )

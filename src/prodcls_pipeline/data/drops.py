@@ -28,6 +28,7 @@ from prodcls_pipeline.core.schema import (
     UNPINNED,
 )
 from prodcls_pipeline.data.images import ImageStore, IngestSettings, quarantine_record
+from prodcls_pipeline.data.versioning import is_drop_version_file
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def scan_drops(root: Path) -> list[DropFile]:
         raise FileNotFoundError(f"Drops folder {root} does not exist")
     files: list[DropFile] = []
     for entry in sorted(root.iterdir()):
-        if _is_hidden(entry):
+        if _is_hidden(entry) or is_drop_version_file(entry):
             continue
         if entry.is_dir():
             files.extend(scan_drop(entry))

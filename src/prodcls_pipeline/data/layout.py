@@ -1,6 +1,7 @@
 """Laying a labelled dataset out as drops: Grocery Store layout, folder tree or labels.csv."""
 
 import csv
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,9 @@ from tqdm import tqdm
 from prodcls_pipeline.core.digests import sha256_file
 from prodcls_pipeline.core.schema import SPLITS
 from prodcls_pipeline.data.drops import LABELS_FILE, DropFormatError, scan_drop
+
+# A drop id becomes a folder, a `.dvc` file and a lineage key: keep it a plain file name.
+DROP_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 # The Grocery Store dataset layout (Klasson et al., WACV 2019).
 _GROCERY_CLASSES = "classes.csv"
@@ -65,6 +69,33 @@ def layout_drops(source: Path, destination: Path, count: int, prefix: str = "dro
         _write_labels_csv(folder / LABELS_FILE, assigned)
         drops.append(folder.rename(destination / name))
     return drops
+
+
+def land_drop(source: Path, destination: Path, name: str | None = None) -> Path:
+    """Copy the drop folder `source` (folder tree or labels.csv) in as `destination/<name>`.
+
+    The name defaults to the source folder's. The copy is checked like any drop before it
+    lands, and appears whole or not at all; `source` is only read.
+    """
+    if not source.is_dir():
+        raise FileNotFoundError(f"Drop {source} does not exist or is not a folder")
+    drop_id = name or source.resolve().name
+    if not DROP_ID_PATTERN.fullmatch(drop_id) or drop_id.endswith(".dvc"):
+        raise DropFormatError(
+            f"Drop id {drop_id!r} must be letters, digits, '.', '_' or '-' (at most 100), "
+            "starting with a letter or digit, and not end in .dvc"
+        )
+    target = destination / drop_id
+    if target.exists():
+        raise FileExistsError(f"Refusing to overwrite existing drop {target}")
+    if not any(not file.problem for file in scan_drop(source)):
+        raise DropFormatError(f"Drop {source} holds no labelled files")
+    staging = destination / f".{drop_id}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns(".*"))
+    return staging.rename(target)
 
 
 def _write_labels_csv(path: Path, images: list[_SourceImage]) -> None:

@@ -29,6 +29,7 @@ __all__, __getattr__ = lazy_exports(
             "coarse_confusion_figure",
             "confusion_figure",
             "figure_png",
+            "per_class_metrics",
             "prediction_table",
         ],
         "prediction": ["predict_probabilities"],

@@ -87,6 +87,12 @@ def classification_metrics(
     return metrics, table
 
 
+def per_class_metrics(report: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The per-class report as {label: {precision, recall, f1, support}}: one row per class in
+    `dvc metrics diff`, and the per-class part of a version's lineage record."""
+    return report.set_index("label").to_dict("index")
+
+
 def confusion_figure(
     truth: pd.Series, predicted: pd.Series, labels: list[str], title: str
 ) -> Figure:

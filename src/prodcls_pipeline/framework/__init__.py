@@ -23,9 +23,12 @@ __all__, __getattr__ = lazy_exports(
             "EvaluateParams",
             "IngestParams",
             "PackageParams",
+            "ProjectParams",
             "SplitParams",
             "TrainParams",
             "ValidateParams",
+            "check_params",
+            "plain_params",
         ],
     },
 )

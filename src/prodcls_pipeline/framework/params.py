@@ -187,6 +187,11 @@ class PackageParams(Section):
     promotion: PromotionParams
 
 
+class AuditParams(Section):
+    bootstrap_resamples: PositiveInt
+    confidence_level: Annotated[float, Field(gt=0, lt=1)]
+
+
 class ProjectParams(Section):
     """The whole of params.yaml."""
 
@@ -201,6 +206,7 @@ class ProjectParams(Section):
     evaluate: EvaluateParams
     compress: CompressParams
     package: PackageParams
+    audit: AuditParams
 
 
 class ParamsFileError(click.ClickException):
@@ -209,6 +215,14 @@ class ParamsFileError(click.ClickException):
     A click exception, so that `kedro run` (and `dvc repro` through it) prints these lines alone,
     without the stack trace and pydantic's report (kept as its cause), and exits with status 1.
     """
+
+
+def plain_params(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Kedro's `parameters` with every typed section back as plain mappings (JSON-ready)."""
+    return {
+        key: value.model_dump(by_alias=True) if isinstance(value, BaseModel) else value
+        for key, value in parameters.items()
+    }
 
 
 def check_params(params: dict[str, Any]) -> ProjectParams:

@@ -18,13 +18,27 @@ from prodcls_pipeline.core.exports import lazy_exports
 __all__, __getattr__ = lazy_exports(
     __name__,
     {
-        "lineage": ["collect_lineage"],
+        "lineage": [
+            "IMAGES_FILE",
+            "PARAMS_FILE",
+            "PREDICTIONS_FILE",
+            "RECORD_FILE",
+            "changed_files",
+            "collect_lineage",
+            "file_md5",
+            "image_table",
+            "lineage_record",
+            "patched_files",
+            "version_artifact_path",
+        ],
         "package": ["LINEAGE_FILE", "build_package", "version_tags"],
         "promotion": ["PROMOTED", "PromotionRule", "decide", "render_decision", "score"],
         "registry": [
             "CHAMPION",
+            "DatasetInput",
             "alias_version",
             "attach_decision",
+            "log_lineage",
             "register_model_version",
             "set_alias",
         ],

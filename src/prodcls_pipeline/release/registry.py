@@ -7,10 +7,13 @@ MLflow never infers or locks them, and the store is the project's sqlite file.
 """
 
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -22,6 +25,18 @@ DECISION_ARTIFACT_PATH = "promotion"
 MODEL_ARTIFACT_NAME = "model"
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A table logged as an MLflow dataset input whose digest is its DVC hash, so the run shows
+    the data's real identity (MLflow's own digest hashes a prefix of the table only)."""
+
+    table: pd.DataFrame
+    name: str
+    digest: str
+    source: str
+    context: str
 
 
 class RunNotFoundError(LookupError):
@@ -109,3 +124,19 @@ def attach_decision(
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(model_name, str(version), key, value)
+
+
+def log_lineage(
+    run_id: str, artifact_path: str, files: dict[str, bytes], inputs: list[DatasetInput]
+) -> None:
+    """A version's lineage files under `artifact_path` of its run, and its data as inputs."""
+    with mlflow.start_run(run_id=run_id):
+        _log_files(files, artifact_path)
+        for data in inputs:
+            with warnings.catch_warnings():
+                # MLflow registers the local-path source twice and warns it is ambiguous.
+                warnings.filterwarnings("ignore", "The specified dataset source can be")
+                dataset = mlflow.data.from_pandas(
+                    data.table, source=data.source, name=data.name, digest=data.digest
+                )
+            mlflow.log_input(dataset, context=data.context)

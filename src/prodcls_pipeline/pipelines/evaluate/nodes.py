@@ -21,6 +21,7 @@ from prodcls_pipeline.evaluation.metrics import (
     coarse_confusion_figure,
     confusion_figure,
     figure_png,
+    per_class_metrics,
     prediction_table,
 )
 from prodcls_pipeline.evaluation.prediction import predict_probabilities
@@ -64,8 +65,10 @@ def predict_test_split(
 
 def compute_metrics(
     test_predictions: pd.DataFrame, classifier: dict[str, Any], params: EvaluateParams
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    return classification_metrics(test_predictions, classifier["labels"], params.top_k)
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Overall metrics, the per-class report, and the same report keyed by label."""
+    metrics, report = classification_metrics(test_predictions, classifier["labels"], params.top_k)
+    return metrics, report, per_class_metrics(report)
 
 
 def measure_calibration(test_predictions: pd.DataFrame, params: EvaluateParams) -> pd.DataFrame:

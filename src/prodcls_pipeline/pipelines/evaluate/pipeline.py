@@ -15,7 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.compute_metrics,
                 inputs=["test_predictions", "classifier", "params:evaluate"],
-                outputs=["classification_metrics", "classification_report"],
+                outputs=["classification_metrics", "classification_report", "per_class_metrics"],
                 name="compute_metrics",
             ),
             node(

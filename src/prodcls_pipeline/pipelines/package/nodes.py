@@ -11,8 +11,16 @@ import pandas as pd
 from prodcls_pipeline.core.schema import TEST
 from prodcls_pipeline.core.tracking import tracking_uri
 from prodcls_pipeline.data.images import ImageStore, IngestSettings
-from prodcls_pipeline.framework.params import IngestParams, PackageParams
-from prodcls_pipeline.release.lineage import collect_lineage
+from prodcls_pipeline.framework.params import IngestParams, PackageParams, plain_params
+from prodcls_pipeline.release.lineage import (
+    IMAGES_FILE,
+    PREDICTIONS_FILE,
+    RECORD_FILE,
+    collect_lineage,
+    image_table,
+    lineage_record,
+    version_artifact_path,
+)
 from prodcls_pipeline.release.package import LINEAGE_FILE, build_package, version_tags
 from prodcls_pipeline.release.promotion import (
     PROMOTED,
@@ -23,15 +31,23 @@ from prodcls_pipeline.release.promotion import (
 )
 from prodcls_pipeline.release.registry import (
     CHAMPION,
+    DatasetInput,
     alias_version,
     attach_decision,
+    log_lineage,
     register_model_version,
     set_alias,
 )
+from prodcls_serving.files import MODEL_CARD_FILE
 from prodcls_serving.model import IMAGE_COLUMN, load_model
 
 DECISION_FILE = "promotion.json"
 DECISION_MARKDOWN_FILE = "promotion.md"
+# How the version's data inputs are named in MLflow: where DVC keeps them.
+DROPS_SOURCE = "data/01_raw/drops"
+DROP_CONTEXT = "drop"
+SPLITS_DATASET = "splits"
+SPLITS_SOURCE = "data/03_primary/splits.parquet"
 
 
 def build_model_package(
@@ -42,6 +58,7 @@ def build_model_package(
     classification_report: pd.DataFrame,
     validated_manifest: pd.DataFrame,
     validated_manifest_file: bytes,
+    splits_file: bytes,
     validation_report: dict[str, Any],
     raw_drops: Path,
     params: PackageParams,
@@ -50,7 +67,7 @@ def build_model_package(
     """The package; served images are held to the limits the training images were ingested
     under."""
     # Kedro and DVC both run from the project root, so that is where git, params and locks live.
-    lineage = collect_lineage(Path.cwd(), raw_drops, validated_manifest_file)
+    lineage = collect_lineage(Path.cwd(), raw_drops, validated_manifest_file, splits_file)
     return build_package(
         onnx_models=_materialise(onnx_models),
         model_name=params.registered_model_name,
@@ -127,6 +144,72 @@ def gate_promotion(
         tags={"promotion_verdict": record["verdict"], "promotion_reason": record["reason"]},
     )
     return record, markdown
+
+
+def record_lineage(
+    registration: dict[str, Any],
+    model_package: dict[str, bytes | Callable[[], bytes]],
+    promotion: dict[str, Any],
+    validation_report: dict[str, Any],
+    metrics: dict[str, Any],
+    per_class_metrics: dict[str, dict[str, Any]],
+    splits: pd.DataFrame,
+    validated_manifest: pd.DataFrame,
+    test_predictions: pd.DataFrame,
+    parameters: dict[str, Any],
+) -> dict[str, Any]:
+    """The version's lineage record, images table and test predictions, kept in its run under
+    lineage/v<N>/, with each drop and the splits logged as MLflow datasets digested by DVC hash."""
+    package = _materialise(model_package)
+    package_lineage = json.loads(package[LINEAGE_FILE])
+    images = image_table(splits, validated_manifest)
+    record = lineage_record(
+        registration=registration,
+        package_lineage=package_lineage,
+        promotion=promotion,
+        validation_report=validation_report,
+        metrics=metrics,
+        per_class=per_class_metrics,
+        images=images,
+        parameters=plain_params(parameters),
+        root=Path.cwd(),
+    )
+    log_lineage(
+        registration["run_id"],
+        version_artifact_path(registration["version"]),
+        files={
+            RECORD_FILE: (json.dumps(record, indent=2) + "\n").encode("utf-8"),
+            IMAGES_FILE: images.to_parquet(index=False),
+            PREDICTIONS_FILE: test_predictions.to_parquet(index=False),
+            MODEL_CARD_FILE: package[MODEL_CARD_FILE],
+        },
+        inputs=_dataset_inputs(package_lineage, validated_manifest, images),
+    )
+    return record
+
+
+def _dataset_inputs(
+    lineage: dict[str, Any], validated_manifest: pd.DataFrame, images: pd.DataFrame
+) -> list[DatasetInput]:
+    """Each drop's manifest rows under its DVC hash, and the splits under theirs."""
+    drops = [
+        DatasetInput(
+            table=validated_manifest.loc[validated_manifest["drop"] == drop["drop"]],
+            name=drop["drop"],
+            digest=drop["dvc_hash"],
+            source=f"{DROPS_SOURCE}/{drop['drop']}",
+            context=DROP_CONTEXT,
+        )
+        for drop in lineage["drops"]
+    ]
+    splits = DatasetInput(
+        table=images,
+        name=SPLITS_DATASET,
+        digest=lineage["splits_dvc_hash"],
+        source=SPLITS_SOURCE,
+        context=SPLITS_DATASET,
+    )
+    return [*drops, splits]
 
 
 def _predicted_labels(model_uri: str, images: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ from kedro.pipeline import Pipeline, node
 from prodcls_pipeline.pipelines.package.nodes import (
     build_model_package,
     gate_promotion,
+    record_lineage,
     register_model,
 )
 
@@ -22,6 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "classification_report",
                     "validated_manifest",
                     "validated_manifest_file",
+                    "splits_file",
                     "validation_report",
                     "raw_drops",
                     "params:package",
@@ -41,6 +43,23 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["registration", "splits", "image_store", "params:package"],
                 outputs=["promotion", "promotion_markdown"],
                 name="gate_promotion",
+            ),
+            node(
+                record_lineage,
+                inputs=[
+                    "registration",
+                    "model_package",
+                    "promotion",
+                    "validation_report",
+                    "metrics",
+                    "per_class_metrics",
+                    "splits",
+                    "validated_manifest",
+                    "test_predictions",
+                    "parameters",
+                ],
+                outputs="lineage_record",
+                name="record_lineage",
             ),
         ]
     )
