@@ -6,6 +6,7 @@ that cannot be read; no traceback.
 """
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ DEFAULT_TOP_K = 5
 PARAMS_FILE = "params.yaml"
 DVC_FILE = "dvc.yaml"
 STDOUT = "-"
+ARTIFACT_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 # Columns for rich tables when stdout is a file or a pipe, which has no width of its own.
 WIDE_TERMINAL = 200
 # The exit status of a bad command line, used for an input file that cannot be read too.
@@ -364,6 +366,8 @@ def _audit_settings(model_name: str | None) -> _AuditSettings:
     if not params_file.is_file():
         raise UsageError(f"No {PARAMS_FILE} here: run prodcls audit from the project root")
     params = check_params(yaml.safe_load(params_file.read_text(encoding="utf-8")))
+    # The audit reads small artifacts one by one: MLflow's bar for each would bury the tables.
+    os.environ.setdefault(ARTIFACT_PROGRESS_ENV, "false")
     set_tracking(project_root=Path.cwd())
     return _AuditSettings(params, VersionStore(model_name or params.package.registered_model_name))
 

@@ -23,6 +23,16 @@ from browser import chromium_path, dump_dom
 from prodcls_pipeline.pipeline_registry import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
+# The catalog's layers in the order the data flows (tests/framework/test_catalog_layers.py).
+ORDERED_LAYERS = [
+    "raw",
+    "intermediate",
+    "primary",
+    "feature",
+    "models",
+    "model_output",
+    "reporting",
+]
 DOCS_SCREENSHOT = REPO / "docs" / "kedro-viz.png"
 SCREEN = (1600, 1000)
 LOOPBACK = "127.0.0.1"
@@ -178,6 +188,10 @@ def test_the_stages_are_the_flowchart_groups(viz: tuple[str, Path], tmp_path: Pa
         dump_dom(url, size=SCREEN, budget_ms=RENDER_BUDGET_MS, profile=profile, png_path=png)
     )
     assert sorted(parser.labels) == sorted(STAGES)
+    with DIRECT.open(f"{url}api/main", timeout=REQUEST_TIMEOUT_S) as response:
+        layers = json.load(response)["layers"]
+    # kedro-viz sends no layers when they form a cycle: then its layer view is off.
+    assert layers == ORDERED_LAYERS
     if os.environ.get("PRODCLS_UPDATE_DOCS") == "1":
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(png, DOCS_SCREENSHOT)
