@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
 from mlflow import MlflowClient
+from nbclient import NotebookClient
 from PIL import Image, ImageFile
 from torch import nn
 
@@ -521,3 +525,25 @@ def build_test_package(
         lineage=LINEAGE,
         image_limits=PACKAGE_LIMITS,
     )
+
+
+def execute_notebook(path: Path, cwd: Path, timeout_s: int = 600) -> nbformat.NotebookNode:
+    """Run every cell of the notebook at `path` in a new kernel started in `cwd`, each cell
+    within `timeout_s`; the executed notebook. A failing cell raises nbclient's
+    CellExecutionError, which carries the cell's source and traceback."""
+    notebook = nbformat.read(path, as_version=4)
+    # No kernelspec folders: only the python3 kernel ipykernel describes for this interpreter,
+    # so the kernel imports this environment's prodcls whatever python3 kernelspec the machine
+    # has elsewhere ($JUPYTER_PATH, ~/.local/share/jupyter).
+    kernel = AsyncKernelManager(
+        kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[])
+    )
+    client = NotebookClient(
+        notebook, km=kernel, timeout=timeout_s, resources={"metadata": {"path": str(cwd)}}
+    )
+    # The environment `run` gives the project's commands: the project's own MLflow store,
+    # whatever $MLFLOW_* the test process has.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {"KEDRO_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
+    # nbclient leaves a kernel it was handed running unless told to shut it down.
+    return client.execute(env=env, cleanup_kc=True)

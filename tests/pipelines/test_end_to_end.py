@@ -1,10 +1,16 @@
 """The whole loop, run by `dvc repro` on a temp copy of the project with the bundled sample.
 
-One module-scoped project is driven through the user's story in order: first drop (its model
-becomes the champion), no-op repro, a changed train param that makes a worse model (it stays the
-challenger), a second drop, then a bad drop stopped by the validate gate.
+One module-scoped project is driven through the user's story in order, the operator's routine
+each time (`prodcls land`, `dvc repro`, `git add` the `.dvc` files and `dvc.lock`, commit):
+drop A (one class held back) makes version 1, the champion; a no-op repro; drop B (new images,
+the held-back class among them) makes version 2, and `prodcls audit diff 1 2` names what came
+in; a changed train param makes a worse version 3, which stays the challenger; a bad drop is
+stopped by the validate gate; the notebooks run on the result; then, with drop A gone from the
+working tree, `prodcls audit reproduce 1` re-makes version 1 from its record alone, and
+`dvc checkout` brings drop A back byte for byte.
 """
 
+import csv
 import hashlib
 import json
 import shutil
@@ -16,7 +22,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import SAMPLE_DIR, copy_project, run
+from helpers import REPO, SAMPLE_DIR, copy_project, execute_notebook, run
 from PIL import Image, ImageOps
 from scipy.special import softmax
 
@@ -34,6 +40,9 @@ E2E_FINE_TUNE_IMAGES = 64
 VARIANTS = {"fp32", "int8", "unstructured-30", "channels-25", "distilled-channels-50"}
 STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package"]
 UINT8_LEVELS = 256
+# Drop A holds this class back, so drop B brings a class the first model never saw.
+HELD_BACK_CLASS = "Kiwi"
+DROPS = Path("data/01_raw/drops")
 
 
 def reporting(project: Path, name: str) -> Path:
@@ -70,7 +79,23 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy_project(root, overrides)
     staging = root.parent / "staging"
     run(root, "prodcls", "drops", str(SAMPLE_DIR), "--dest", str(staging), "--count", "2")
+    hold_back(staging / "drop-001", HELD_BACK_CLASS)
     return root
+
+
+def hold_back(drop: Path, label: str) -> None:
+    """Remove one class from a staged labels.csv drop (a copy of the sample, not raw data)."""
+    labels = drop / "labels.csv"
+    with labels.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    kept = [row for row in rows if row["label"] != label]
+    for row in rows:
+        if row["label"] == label:
+            (drop / row["path"]).unlink()
+    with labels.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +104,33 @@ def staging(project: Path) -> Path:
 
 
 def land(project: Path, staging: Path, drop: str) -> None:
-    shutil.copytree(staging / drop, project / "data" / "01_raw" / "drops" / drop)
+    """The operator's routine up to `dvc repro`: land the drop, which versions it with DVC."""
+    output = run(project, "prodcls", "land", str(staging / drop)).stdout
+    assert f"git add {DROPS / drop}.dvc dvc.lock" in output, output
+
+
+def commit(project: Path, message: str) -> None:
+    """The operator's routine after reading the reports: commit the .dvc files and dvc.lock."""
+    run(project, "git", "add", str(DROPS), "dvc.lock")
+    run(
+        project,
+        "git",
+        "-c",
+        "user.name=test",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qm",
+        message,
+    )
+    assert run(project, "git", "status", "--porcelain").stdout.strip() == ""
+
+
+def audit(project: Path, *args: str) -> tuple[str, dict]:
+    """`prodcls audit ARGS`: its terminal output, and the same report as JSON."""
+    report = project.parent / f"audit-{'-'.join(args)}.json"
+    output = run(project, "prodcls", "audit", *args, "--output", str(report)).stdout
+    return output, read_json(report)
 
 
 def aliases(project: Path) -> dict[str, int]:
@@ -149,6 +200,14 @@ def test_first_drop_runs_every_stage(project: Path, staging: Path) -> None:
     card = (project / "data/07_model_output/package/MODEL_CARD.md").read_text()
     assert f"Model card: prodcls ({compression['deployable']})" in card
 
+    record = read_json(reporting(project, "lineage_record.json"))
+    [drop] = record["data"]["drops"]
+    dvc_file = yaml.safe_load((project / DROPS / "drop-001.dvc").read_text())
+    assert drop["tracked"] and drop["dvc_hash"] == dvc_file["outs"][0]["md5"]
+    assert HELD_BACK_CLASS not in record["data"]["classes"]
+    assert record["code"]["git_dirty"] is False and record["parent_champion"] is None
+    commit(project, "version 1: drop A")
+
 
 def top2_ties(logits: np.ndarray) -> np.ndarray:
     """Per image, whether its two most probable classes have the same softmax probability."""
@@ -217,40 +276,6 @@ def test_touching_a_module_outdates_exactly_the_stages_that_run_it(
     assert "up to date" in run(project, "dvc", "status").stdout
 
 
-def test_a_worse_model_stays_challenger_and_predict_keeps_the_champion(project: Path) -> None:
-    image = next((project / "data" / "01_raw" / "drops" / "drop-001").rglob("*.jpg"))
-    champion_answer = predict(project, image)
-    params_file = project / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    # One epoch at a hundredth of the learning rates: a model far below the floor.
-    for rate in ("learning_rate", "backbone_learning_rate"):
-        params["train"][rate] = params["train"][rate] / 100
-    params["train"]["max_epochs"] = 1
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"train"}
-    output = run(project, "dvc", "repro").stdout
-    ran = {stage for stage in STAGES if f"Running stage '{stage}'" in output}
-    assert ran == {"train", "evaluate", "compress", "package"}, output[-3000:]
-    assert registered_versions(project) == 2
-
-    promotion = read_json(reporting(project, "promotion.json"))
-    assert promotion["verdict"] == "rejected", promotion
-    assert promotion["challenger"]["version"] == 2 and promotion["champion"]["version"] == 1
-    challenger, champion = promotion["challenger"]["metrics"], promotion["champion"]["metrics"]
-    assert challenger["test_images"] == champion["test_images"]
-    assert challenger["top1"] < champion["top1"]
-    assert "below the floor" in promotion["reason"]
-    assert "**Verdict: rejected.**" in reporting(project, "promotion.md").read_text()
-    assert aliases(project) == {"champion": 1, "challenger": 2}
-    assert (
-        predict(project, image)
-        == champion_answer
-        == predict(project, image, "--model", "models:/prodcls/1")
-    )
-    assert predict(project, image, "--model", "models:/prodcls/2") != champion_answer
-
-
 def test_second_drop_keeps_splits_and_decodes_only_new_images(project: Path, staging: Path) -> None:
     splits_before = pd.read_parquet(project / "data" / "03_primary" / "splits.parquet")
     store = project / "data" / "02_intermediate" / "images"
@@ -274,7 +299,87 @@ def test_second_drop_keeps_splits_and_decodes_only_new_images(project: Path, sta
 
     metrics_after = read_json(reporting(project, "metrics.json"))
     assert metrics_after["test_images"] > metrics_before["test_images"]
+    assert metrics_after["classes"] == metrics_before["classes"] + 1
+    assert registered_versions(project) == 2
+    commit(project, "version 2: drop B")
+
+
+def test_audit_diff_names_the_new_class_and_every_added_image(project: Path) -> None:
+    listing, versions = audit(project, "list")
+    assert [row["version"] for row in versions] == [1, 2]
+    assert all(row["lineage_record"] and not row["git_dirty"] for row in versions)
+    assert versions[1]["drops"] == ["drop-001", "drop-002"]
+    assert "v1" in listing and "v2" in listing and "drop-002" in listing
+
+    output, diff = audit(project, "diff", "1", "2")
+
+    manifest = pd.read_parquet(project / "data/03_primary/validated_manifest.parquet")
+    usable = manifest.loc[manifest["status"] == "ok"]
+    new_images = set(usable["sha256"]) - set(usable.loc[usable["drop"] == "drop-001", "sha256"])
+    assert {image["sha256"] for image in diff["images_added"]} == new_images
+    assert diff["images_removed"] == [] and diff["label_changes"] == []
+    added_per_class = usable.loc[usable["sha256"].isin(new_images)].groupby("label")["sha256"]
+    assert {row["label"]: row["added"] for row in diff["classes"]} == dict(
+        added_per_class.nunique()
+    )
+    [new_class] = [row for row in diff["classes"] if row["status"] == "new class"]
+    assert new_class["label"] == HELD_BACK_CLASS and new_class["before"] == 0
+    assert diff["params"] == []
+    assert [row["change"] for row in diff["drops"]] == ["", "added"]
+    top1 = next(row for row in diff["metrics"] if row["metric"] == "top1")
+    assert top1["delta"] == pytest.approx(top1["after"] - top1["before"], abs=1e-4)
+    significance = diff["significance"]
+    assert significance["images"] == diff["significance"]["test_images"][0]
+    assert 0.0 <= significance["mcnemar_p"] <= 1.0
+    assert (
+        significance["interval_low"] <= significance["difference"] <= significance["interval_high"]
+    )
+    for text in ("New classes: Kiwi", "No params changed.", "McNemar exact p", "new class"):
+        assert text in output, text
+    markdown = run(project, "prodcls", "audit", "diff", "1", "2", "--format", "md").stdout
+    assert all(image["source_path"] in markdown for image in diff["images_added"])
+
+
+def test_a_worse_model_stays_challenger_and_predict_keeps_the_champion(project: Path) -> None:
+    image = next((project / "data" / "01_raw" / "drops" / "drop-001").rglob("*.jpg"))
+    champion_version = aliases(project)["champion"]
+    champion_answer = predict(project, image)
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    # One epoch at a hundredth of the learning rates: a model far below the floor.
+    for rate in ("learning_rate", "backbone_learning_rate"):
+        params["train"][rate] = params["train"][rate] / 100
+    params["train"]["max_epochs"] = 1
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"train"}
+    output = run(project, "dvc", "repro").stdout
+    ran = {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+    assert ran == {"train", "evaluate", "compress", "package"}, output[-3000:]
     assert registered_versions(project) == 3
+
+    promotion = read_json(reporting(project, "promotion.json"))
+    assert promotion["verdict"] == "rejected", promotion
+    assert (
+        promotion["challenger"]["version"] == 3
+        and promotion["champion"]["version"] == champion_version
+    )
+    challenger, champion = promotion["challenger"]["metrics"], promotion["champion"]["metrics"]
+    assert challenger["test_images"] == champion["test_images"]
+    assert challenger["top1"] < champion["top1"]
+    assert "below the floor" in promotion["reason"]
+    assert "**Verdict: rejected.**" in reporting(project, "promotion.md").read_text()
+    assert aliases(project) == {"champion": champion_version, "challenger": 3}
+    assert (
+        predict(project, image)
+        == champion_answer
+        == predict(project, image, "--model", f"models:/prodcls/{champion_version}")
+    )
+    assert predict(project, image, "--model", "models:/prodcls/3") != champion_answer
+    record = read_json(reporting(project, "lineage_record.json"))
+    assert record["code"]["git_dirty"] is True and "params.yaml" in record["code"]["diff"]
+    assert record["parent_champion"] == champion_version
+    run(project, "git", "checkout", "params.yaml")
 
 
 def test_bad_drop_stops_at_the_validate_gate(project: Path) -> None:
@@ -304,3 +409,48 @@ def test_bad_drop_stops_at_the_validate_gate(project: Path) -> None:
     assert tree_digest(drops) == raw_before
     assert tree_digest(project / "data" / "07_model_output" / "package") == model_before
     assert registered_versions(project) == 3
+    shutil.rmtree(bad)
+
+
+def test_every_notebook_runs_on_the_project(project: Path) -> None:
+    shutil.copytree(REPO / "notebooks", project / "notebooks", dirs_exist_ok=True)
+    for notebook in sorted((project / "notebooks").glob("*.ipynb")):
+        execute_notebook(notebook, cwd=project / "notebooks")
+
+
+def test_audit_reproduce_remakes_version_1_from_its_record(project: Path) -> None:
+    drop_a = project / DROPS / "drop-001"
+    shutil.rmtree(drop_a)
+    status_before = run(project, "git", "status", "--porcelain").stdout
+
+    output, result = audit(project, "reproduce", "1")
+
+    assert result["all_equal"] is True, [row for row in result["checks"] if not row["equal"]]
+    assert [drop["drop"] for drop in result["drops"]] == ["drop-001"]
+    assert result["drops"][0]["check"] == "restored byte for byte"
+    recorded = {row["name"]: row for row in result["checks"]}
+    for metric in (
+        "top1",
+        "macro_f1",
+        "coarse_top1",
+        "ece",
+        "fgsm_top1",
+        "validated manifest DVC hash",
+    ):
+        assert recorded[metric]["equal"], recorded[metric]
+    assert "Every recorded metric was reproduced exactly." in output
+    # Nothing in the working tree was touched: drop A is still gone, no worktree is left.
+    assert not drop_a.exists()
+    assert run(project, "git", "status", "--porcelain").stdout == status_before
+    assert len(run(project, "git", "worktree", "list").stdout.strip().splitlines()) == 1
+    print(f"audit reproduce 1: {result['wall_s']} s")
+
+
+def test_dvc_checkout_restores_a_deleted_drop_byte_for_byte(project: Path, staging: Path) -> None:
+    drop_a = project / DROPS / "drop-001"
+    assert not drop_a.exists()
+
+    run(project, "dvc", "checkout", str(DROPS / "drop-001.dvc"))
+
+    assert tree_digest(drop_a) == tree_digest(staging / "drop-001")
+    assert "deleted" not in run(project, "dvc", "status", str(DROPS / "drop-001.dvc")).stdout

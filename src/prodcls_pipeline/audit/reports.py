@@ -190,6 +190,7 @@ def diff_report(diff: dict[str, Any]) -> Report:
             _params_and_code_section(diff, a, b),
             _metrics_section(diff, a, b),
             _gates_section(diff, a, b),
+            _images_section(diff, b),
         ],
     )
 
@@ -262,19 +263,6 @@ def _data_section(diff: dict[str, Any], a: str, b: str) -> Section:
         ],
         note="Every added and removed image is named in --format json|md|html.",
     )
-    image_columns = ["class", "source path", "sha256", "split", "drop"]
-    added = Table(
-        f"Images added in {b} ({len(diff['images_added'])})",
-        image_columns,
-        [_image_row(image) for image in diff["images_added"]],
-        in_terminal=False,
-    )
-    removed = Table(
-        f"Images removed in {b} ({len(diff['images_removed'])})",
-        image_columns,
-        [_image_row(image) for image in diff["images_removed"]],
-        in_terminal=False,
-    )
     relabelled = Table(
         f"Images whose label changed ({len(diff['label_changes'])})",
         ["source path", "sha256", f"label {a}", f"label {b}", f"coarse {a}", f"coarse {b}"],
@@ -297,7 +285,22 @@ def _data_section(diff: dict[str, Any], a: str, b: str) -> Section:
         f"{len(diff['label_changes'])} relabelled.",
         f"New classes: {cell(new)}. Classes gone: {cell(gone)}.",
     ]
-    return Section("Data", lines=lines, tables=[drops, classes, relabelled, added, removed])
+    return Section("Data", lines=lines, tables=[drops, classes, relabelled])
+
+
+def _images_section(diff: dict[str, Any], b: str) -> Section:
+    """Every added and removed image by name: long, so in the report files only."""
+    image_columns = ["class", "source path", "sha256", "split", "drop"]
+    tables = [
+        Table(
+            f"Images {change} in {b} ({len(diff[key])})",
+            image_columns,
+            [_image_row(image) for image in diff[key]],
+            in_terminal=False,
+        )
+        for change, key in (("added", "images_added"), ("removed", "images_removed"))
+    ]
+    return Section("Images", tables=tables)
 
 
 def _params_and_code_section(diff: dict[str, Any], a: str, b: str) -> Section:
