@@ -73,6 +73,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "compress": {
             "fine_tune_images": E2E_FINE_TUNE_IMAGES,
             "distillation": {"epochs": 1},
+            "pruning": {"recovery_epochs": 1},
+            "benchmark_images": 16,
             "benchmark_repeats": 1,
         },
     }
@@ -111,7 +113,7 @@ def land(project: Path, staging: Path, drop: str) -> None:
 
 def commit(project: Path, message: str) -> None:
     """The operator's routine after reading the reports: commit the .dvc files and dvc.lock."""
-    run(project, "git", "add", str(DROPS), "dvc.lock")
+    run(project, "git", "add", str(DROPS), "dvc.lock", "data/08_reporting")
     run(
         project,
         "git",

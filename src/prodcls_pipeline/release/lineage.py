@@ -20,9 +20,11 @@ from prodcls_pipeline.data.versioning import drop_versions, dvc_dir_hash
 PARAMS_FILE = "params.yaml"
 DEPENDENCY_LOCK_FILE = "requirements.lock"
 DVC_LOCK_FILE = "dvc.lock"
-# DVC rewrites its own bookkeeping during the very `dvc repro` that runs the package stage, so
-# counting it would mark every model dirty; the data it describes is recorded by hash instead.
-DVC_BOOKKEEPING = (":(exclude)dvc.lock", ":(exclude,glob)**/*.dvc")
+# DVC rewrites its own bookkeeping, and the stages their reports (committed beside dvc.lock for
+# `dvc metrics diff`), during the very `dvc repro` that runs the package stage, so counting them
+# would mark every model dirty; the data they describe is recorded by hash instead.
+REPORTS_DIR = "data/08_reporting"
+DVC_BOOKKEEPING = (":(exclude)dvc.lock", ":(exclude,glob)**/*.dvc", f":(exclude){REPORTS_DIR}")
 _GIT_TIMEOUT_S = 30
 _DIFF_HEADER = "diff --git a/"
 # `git diff --no-index` exits 1 when the files differ, which is the point of running it.
@@ -61,7 +63,9 @@ def git_diff(root: Path) -> str:
     """What the working tree adds to HEAD, as one patch `git apply` takes: changed tracked files
     and untracked (not ignored) ones, DVC bookkeeping left out as in `git_state`."""
     tracked = _git(root, "diff", "--binary", "HEAD", "--", ".", *DVC_BOOKKEEPING) or ""
-    untracked = _git(root, "ls-files", "-z", "--others", "--exclude-standard", "--", ".")
+    untracked = _git(
+        root, "ls-files", "-z", "--others", "--exclude-standard", "--", ".", *DVC_BOOKKEEPING
+    )
     patches = [tracked]
     for name in filter(None, (untracked or "").split("\0")):
         if not name.endswith(".dvc"):
