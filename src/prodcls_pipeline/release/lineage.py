@@ -206,9 +206,20 @@ def _git(root: Path, *args: str, ok: frozenset[int] = frozenset({0})) -> str | N
 
 
 def changed_files(root: Path, commit_a: str, commit_b: str) -> list[dict[str, str]] | None:
-    """Files that differ between two commits, as {status, path}; None when git cannot tell
-    (not a repository, or a commit it does not hold)."""
-    output = _git(root, "diff", "--name-status", "--no-renames", commit_a, commit_b)
+    """Files that differ between two commits, as {status, path}, DVC bookkeeping and reports
+    left out (their data is compared by hash); None when git cannot tell (not a repository, or
+    a commit it does not hold)."""
+    output = _git(
+        root,
+        "diff",
+        "--name-status",
+        "--no-renames",
+        commit_a,
+        commit_b,
+        "--",
+        ".",
+        *DVC_BOOKKEEPING,
+    )
     if output is None:
         return None
     rows = [line.split("\t", 1) for line in output.splitlines() if "\t" in line]
