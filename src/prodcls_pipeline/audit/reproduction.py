@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from prodcls_pipeline.audit.errors import ReproductionError
 from prodcls_pipeline.audit.versions import AuditedVersion
 from prodcls_pipeline.core.digests import sha256_file
@@ -28,16 +30,17 @@ from prodcls_pipeline.data.versioning import (
     DVC_FILE_SUFFIX,
     DvcError,
     dvc_dir_hash,
+    dvc_file_path,
     dvc_file_text,
     run_dvc,
 )
 from prodcls_pipeline.release.lineage import PARAMS_FILE, file_md5
 
-DROPS_DIR = Path("data/01_raw/drops")
-METRICS_FILE = Path("data/08_reporting/metrics.json")
-PER_CLASS_FILE = Path("data/08_reporting/per_class_metrics.json")
-MANIFEST_FILE = Path("data/03_primary/validated_manifest.parquet")
-SPLITS_FILE = Path("data/03_primary/splits.parquet")
+# Where the restored project keeps what is compared: read from its own catalog, which is the
+# version's, not today's.
+CATALOG_FILE = Path("conf/base/catalog.yml")
+RAW_DROPS, METRICS, PER_CLASS = "raw_drops", "metrics", "per_class_metrics"
+MANIFEST, SPLITS = "validated_manifest", "splits"
 DEFAULT_TARGET = "evaluate"
 # The project's own DVC cache, read as a remote: a DVC 3 cache and a local remote share a layout.
 CACHE_REMOTE = "prodcls-project-cache"
@@ -132,13 +135,13 @@ def _restore_drops(
 ) -> list[dict[str, Any]]:
     """Exactly the recorded drops, each pulled by its hash; a drop the commit knew but the
     version did not use is left out."""
-    folder = worktree / DROPS_DIR
+    folder = _catalog_path(worktree, RAW_DROPS)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(f"*{DVC_FILE_SUFFIX}"):
         stale.unlink()
     targets = []
     for drop in drops:
-        dvc_file = folder / f"{drop['drop']}{DVC_FILE_SUFFIX}"
+        dvc_file = dvc_file_path(folder / drop["drop"])
         dvc_file.write_text(dvc_file_text(drop["drop"], drop["dvc_hash"]), encoding="utf-8")
         targets.append(str(dvc_file.relative_to(worktree)))
     run_dvc(worktree, "remote", "add", "--local", CACHE_REMOTE, str(project_root / ".dvc/cache"))
@@ -206,23 +209,28 @@ def _checks(worktree: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
         _row(
             "validated manifest DVC hash",
             data["manifest_dvc_hash"],
-            file_md5((worktree / MANIFEST_FILE).read_bytes()),
+            file_md5(_catalog_path(worktree, MANIFEST).read_bytes()),
         ),
         _row(
             "splits DVC hash",
             data["splits_dvc_hash"],
-            file_md5((worktree / SPLITS_FILE).read_bytes()),
+            file_md5(_catalog_path(worktree, SPLITS).read_bytes()),
         ),
     ]
-    metrics = json.loads((worktree / METRICS_FILE).read_text(encoding="utf-8"))
+    metrics = json.loads(_catalog_path(worktree, METRICS).read_text(encoding="utf-8"))
     rows += [_row(key, value, metrics.get(key)) for key, value in record["metrics"].items()]
-    per_class = json.loads((worktree / PER_CLASS_FILE).read_text(encoding="utf-8"))
+    per_class = json.loads(_catalog_path(worktree, PER_CLASS).read_text(encoding="utf-8"))
     for label, values in record["per_class"].items():
         rows += [
             _row(f"{label} {name}", value, per_class.get(label, {}).get(name))
             for name, value in values.items()
         ]
     return rows
+
+
+def _catalog_path(worktree: Path, dataset: str) -> Path:
+    entry = yaml.safe_load((worktree / CATALOG_FILE).read_text(encoding="utf-8"))[dataset]
+    return worktree / entry.get("filepath", entry.get("path"))
 
 
 def _row(name: str, recorded: Any, reproduced: Any) -> dict[str, Any]:

@@ -74,11 +74,12 @@ def read_drop_version(drop_dir: Path) -> DropVersion:
     """The drop's version from its `.dvc` file, or computed when it has none (untracked)."""
     dvc_file = dvc_file_path(drop_dir)
     if not dvc_file.is_file():
+        files = [path for path in drop_dir.rglob("*") if path.is_file()]
         return DropVersion(
             drop=drop_dir.name,
             dvc_hash=dvc_dir_hash(drop_dir, repo_root=find_dvc_root(drop_dir)),
-            files=sum(1 for path in drop_dir.rglob("*") if path.is_file()),
-            bytes=sum(path.stat().st_size for path in drop_dir.rglob("*") if path.is_file()),
+            files=len(files),
+            bytes=sum(path.stat().st_size for path in files),
             tracked=False,
         )
     text = dvc_file.read_text(encoding="utf-8")

@@ -160,7 +160,8 @@ def record_lineage(
 ) -> dict[str, Any]:
     """The version's lineage record, images table and test predictions, kept in its run under
     lineage/v<N>/, with each drop and the splits logged as MLflow datasets digested by DVC hash."""
-    package = _materialise(model_package)
+    # Two files of the package are needed, not the models: load only those partitions.
+    package = _materialise({name: model_package[name] for name in (LINEAGE_FILE, MODEL_CARD_FILE)})
     package_lineage = json.loads(package[LINEAGE_FILE])
     images = image_table(splits, validated_manifest)
     record = lineage_record(
