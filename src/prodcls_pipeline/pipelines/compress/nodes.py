@@ -71,9 +71,12 @@ def prune(
 ) -> dict[str, dict[str, Any]]:
     """{variant: {onnx, method}}: each sparsity of global unstructured magnitude pruning and each
     fraction of channel pruning, batch norm matched to the unpruned model's, then a recovery
-    fine-tune of what `train.mode` trained, kept only if it raises val top-1."""
+    fine-tune of what `train.mode` trained, kept only if it raises val top-1; empty when no
+    sparsity or fraction is asked for."""
     params = compress_params.model_dump()
     pruning = params["pruning"]
+    if not pruning["unstructured_sparsities"] and not pruning["channel_fractions"]:
+        return {}
     samples = _fine_tune_samples(classifier, splits, image_store, params, seed)
     batches = _in_batches(samples, params["fine_tune_batch_size"])
     val = _val_samples(classifier, splits, image_store, params)
