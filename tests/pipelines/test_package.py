@@ -33,7 +33,12 @@ from prodcls_pipeline.data.versioning import dvc_dir_hash
 from prodcls_pipeline.framework.params import IngestParams, PackageParams
 from prodcls_pipeline.pipelines.package import create_pipeline
 from prodcls_pipeline.pipelines.package.nodes import gate_promotion, register_model
-from prodcls_pipeline.release.package import LINEAGE_FILE, TAG_KEYS, version_tags
+from prodcls_pipeline.release.package import (
+    LINEAGE_FILE,
+    PREPROCESSING_FILE,
+    TAG_KEYS,
+    version_tags,
+)
 from prodcls_pipeline.release.registry import RunNotFoundError, register_model_version
 
 MODEL_NAME = "prodcls-test"
@@ -183,7 +188,9 @@ def test_the_gate_promotes_on_the_floor_alone_then_demands_a_gain(
     strict = PackageParams.model_validate(
         {**PARAMS.model_dump(), "promotion": {"min_top1": 0.0, "min_gain": 0.01}}
     )
-    second = register_model(package, training_run, *store, strict)
+    # The same predictions from a package whose served files differ by one byte.
+    repackaged = {**package, PREPROCESSING_FILE: package[PREPROCESSING_FILE] + b"\n"}
+    second = register_model(repackaged, training_run, *store, strict)
     record, markdown = gate_promotion(second, *store, strict)
 
     # The same model re-scored on the same images: no gain, so the champion stays.
@@ -201,6 +208,26 @@ def test_the_gate_promotes_on_the_floor_alone_then_demands_a_gain(
     )
     assert json.loads((Path(attached) / "promotion.json").read_text()) == record
     assert (Path(attached) / "promotion.md").read_text() == markdown
+
+
+def test_a_package_already_registered_registers_nothing_and_keeps_its_decision(
+    package: dict[str, bytes],
+    training_run: dict[str, str],
+    store: tuple[pd.DataFrame, ImageStore],
+) -> None:
+    client = MlflowClient()
+    first = register_model(package, training_run, *store, PARAMS)
+    decision = gate_promotion(first, *store, PARAMS)
+    assert first["new_version"] is True and first["tags"]["served_digest"]
+
+    again = register_model(package, training_run, *store, PARAMS)
+
+    assert {**again, "tags": None} == {**first, "new_version": False, "tags": None}
+    # The version's tags now also hold its promotion verdict.
+    assert first["tags"].items() <= again["tags"].items()
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 1
+    assert gate_promotion(again, *store, PARAMS) == decision
+    assert client.get_registered_model(MODEL_NAME).aliases == {"champion": 1, "challenger": 1}
 
 
 def test_package_pipeline_runs_on_memory_datasets(

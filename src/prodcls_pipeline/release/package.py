@@ -95,6 +95,19 @@ def build_package(
     }
 
 
+# The files that decide what a served model answers; the card and lineage only describe it.
+SERVED_FILES = (MODEL_FILE, LABEL_MAP_FILE, PREPROCESSING_FILE)
+
+
+def served_digest(package: dict[str, bytes]) -> str:
+    """sha256 over the names and bytes of the served files: equal digests answer alike."""
+    digest = hashlib.sha256()
+    for name in SERVED_FILES:
+        digest.update(f"{name}\0{len(package[name])}\0".encode())
+        digest.update(package[name])
+    return digest.hexdigest()
+
+
 def version_tags(lineage: dict[str, Any]) -> dict[str, str]:
     """The registry tags of a model version, from a package's lineage.json."""
     return {key: _tag_value(lineage.get(key)) for key in TAG_KEYS}

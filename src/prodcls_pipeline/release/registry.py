@@ -6,6 +6,7 @@ Nothing here reaches the network: pip requirements are pinned from the installed
 MLflow never infers or locks them, and the store is the project's sqlite file.
 """
 
+import json
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ DECISION_ARTIFACT_PATH = "promotion"
 MODEL_ARTIFACT_NAME = "model"
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+# The version tag holding `release.package.served_digest` of the version's package.
+SERVED_DIGEST_TAG = "served_digest"
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,9 @@ def register_model_version(
     """Log `package` into the training run as files and as a pyfunc model (images in, labels
     out), register that model as a new version and point the `challenger` alias at it.
 
-    Returns {model_name, version, run_id, model_uri, source_uri, package_uri, tags}. The
-    `champion` alias is left alone: promotion is a separate, gated decision.
+    Returns {model_name, version, new_version: True, run_id, model_uri, source_uri,
+    package_uri, tags}. The `champion` alias is left alone: promotion is a separate, gated
+    decision.
     """
     set_tracking(tracking_uri)
     run_id = run["run_id"]
@@ -68,15 +72,65 @@ def register_model_version(
     model_version = mlflow.register_model(logged.model_uri, model_name, tags=tags)
     version = int(model_version.version)
     set_alias(model_name, CHALLENGER, version)
+    return _registration(model_name, version, run_id, logged.model_uri, tags, new_version=True)
+
+
+def existing_registration(
+    model_name: str, run_id: str, digest: str, tracking_uri: str | None = None
+) -> dict[str, Any] | None:
+    """The registration of the version `run_id` already registered with served digest
+    `digest` (the latest, if several), with new_version False; None when there is none.
+
+    The package stage re-runs when only what it records changed (a re-delivered drop, a new
+    validation report): the model it would register is then one the registry already holds.
+    """
+    set_tracking(tracking_uri)
+    try:
+        versions = MlflowClient().search_model_versions(
+            f"name='{model_name}' and run_id='{run_id}'"
+        )
+    except MlflowException:
+        return None
+    matching = [found for found in versions if found.tags.get(SERVED_DIGEST_TAG) == digest]
+    if not matching:
+        return None
+    found = max(matching, key=lambda candidate: int(candidate.version))
+    return _registration(
+        model_name, int(found.version), run_id, found.source, found.tags, new_version=False
+    )
+
+
+def _registration(
+    model_name: str,
+    version: int,
+    run_id: str,
+    source_uri: str,
+    tags: dict[str, str],
+    new_version: bool,
+) -> dict[str, Any]:
     return {
         "model_name": model_name,
         "version": version,
+        "new_version": new_version,
         "run_id": run_id,
         "model_uri": f"models:/{model_name}/{version}",
-        "source_uri": logged.model_uri,
+        "source_uri": source_uri,
         "package_uri": f"runs:/{run_id}/{PACKAGE_ARTIFACT_PATH}",
-        "tags": dict(tags),
+        "tags": dict(sorted(tags.items())),
     }
+
+
+def recorded_json(run_id: str, artifact_file: str) -> dict[str, Any] | None:
+    """A JSON artifact of `run_id` (a decision or lineage record), or None when absent."""
+    try:
+        return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/{artifact_file}"))
+    except (MlflowException, OSError):
+        return None
+
+
+def decision_folder(version: int) -> str:
+    """Where `attach_decision` keeps version `version`'s decision files in its run."""
+    return f"{DECISION_ARTIFACT_PATH}/v{version}"
 
 
 def _require_run(run: dict[str, str]) -> None:
@@ -120,7 +174,7 @@ def attach_decision(
 ) -> None:
     """Keep the promotion decision with the version it judged: files in its run, tags on it."""
     with mlflow.start_run(run_id=run_id):
-        _log_files(files, f"{DECISION_ARTIFACT_PATH}/v{version}")
+        _log_files(files, decision_folder(version))
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(model_name, str(version), key, value)

@@ -2,6 +2,7 @@
 `challenger`), and the gate that decides whether it becomes `champion`."""
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,12 @@ from prodcls_pipeline.release.lineage import (
     lineage_record,
     version_artifact_path,
 )
-from prodcls_pipeline.release.package import LINEAGE_FILE, build_package, version_tags
+from prodcls_pipeline.release.package import (
+    LINEAGE_FILE,
+    build_package,
+    served_digest,
+    version_tags,
+)
 from prodcls_pipeline.release.promotion import (
     PROMOTED,
     PromotionRule,
@@ -31,10 +37,14 @@ from prodcls_pipeline.release.promotion import (
 )
 from prodcls_pipeline.release.registry import (
     CHAMPION,
+    SERVED_DIGEST_TAG,
     DatasetInput,
     alias_version,
     attach_decision,
+    decision_folder,
+    existing_registration,
     log_lineage,
+    recorded_json,
     register_model_version,
     set_alias,
 )
@@ -48,6 +58,8 @@ DROPS_SOURCE = "data/01_raw/drops"
 DROP_CONTEXT = "drop"
 SPLITS_DATASET = "splits"
 SPLITS_SOURCE = "data/03_primary/splits.parquet"
+
+logger = logging.getLogger(__name__)
 
 
 def build_model_package(
@@ -89,14 +101,30 @@ def register_model(
     image_store: ImageStore,
     params: PackageParams,
 ) -> dict[str, Any]:
-    """A new model version with alias `challenger`; test images make its input example."""
+    """A new model version with alias `challenger`; test images make its input example.
+
+    When the training run already registered a version serving exactly these files (the stage
+    re-ran for a drop that added no new image and label), that version is returned instead and
+    the registry is left as it is.
+    """
     package = _materialise(model_package)
+    digest = served_digest(package)
+    existing = existing_registration(
+        params.registered_model_name, mlflow_run["run_id"], digest, tracking_uri(Path.cwd())
+    )
+    if existing is not None:
+        logger.info(
+            "Version %s already serves this model: nothing new to register, the registry is "
+            "left as it is",
+            existing["version"],
+        )
+        return existing
     examples = _test_images(splits)[: params.input_example_images]
     return register_model_version(
         package,
         mlflow_run,
         model_name=params.registered_model_name,
-        tags=version_tags(json.loads(package[LINEAGE_FILE])),
+        tags=version_tags(json.loads(package[LINEAGE_FILE])) | {SERVED_DIGEST_TAG: digest},
         input_example_images=[image_store.path(sha256).read_bytes() for sha256 in examples],
         tracking_uri=tracking_uri(Path.cwd()),
     )
@@ -109,7 +137,16 @@ def gate_promotion(
     params: PackageParams,
 ) -> tuple[dict[str, Any], str]:
     """Score the challenger and the current champion on today's test split, apply the rule,
-    move the `champion` alias only on promotion, and keep the record with the challenger."""
+    move the `champion` alias only on promotion, and keep the record with the challenger.
+
+    A version registered before was judged then: its recorded decision stands.
+    """
+    if not registration["new_version"]:
+        recorded = recorded_json(
+            registration["run_id"], f"{decision_folder(registration['version'])}/{DECISION_FILE}"
+        )
+        if recorded is not None:
+            return recorded, render_decision(recorded)
     model_name = registration["model_name"]
     test = splits.loc[splits["split"] == TEST].set_index("sha256").loc[_test_images(splits)]
     images = [str(image_store.path(sha256)) for sha256 in test.index]
@@ -159,7 +196,17 @@ def record_lineage(
     parameters: dict[str, Any],
 ) -> dict[str, Any]:
     """The version's lineage record, images table and test predictions, kept in its run under
-    lineage/v<N>/, with each drop and the splits logged as MLflow datasets digested by DVC hash."""
+    lineage/v<N>/, with each drop and the splits logged as MLflow datasets digested by DVC hash.
+
+    A version registered before keeps the record it was registered with.
+    """
+    if not registration["new_version"]:
+        recorded = recorded_json(
+            registration["run_id"],
+            f"{version_artifact_path(registration['version'])}/{RECORD_FILE}",
+        )
+        if recorded is not None:
+            return recorded
     # Two files of the package are needed, not the models: load only those partitions.
     package = _materialise({name: model_package[name] for name in (LINEAGE_FILE, MODEL_CARD_FILE)})
     package_lineage = json.loads(package[LINEAGE_FILE])
