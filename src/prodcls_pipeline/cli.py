@@ -7,6 +7,7 @@ that cannot be read; no traceback.
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,9 +21,17 @@ import yaml
 from prodcls_pipeline.audit.documents import FORMATS
 from prodcls_pipeline.audit.errors import AuditError
 from prodcls_pipeline.core.schema import SPLITS
-from prodcls_pipeline.data.drops import DropFormatError, scan_drop
+from prodcls_pipeline.data.drops import READY_MARKER, DropFormatError, scan_drop
+from prodcls_pipeline.data.history import (
+    DEFAULT_SEED,
+    MIN_HISTORY_DROPS,
+    NOISE_KINDS,
+    RANDOM_NOISE,
+    layout_history,
+)
 from prodcls_pipeline.data.layout import land_drop, layout_drops
 from prodcls_pipeline.data.versioning import DvcError, dvc_file_path, find_dvc_root, track_drops
+from prodcls_pipeline.watching.listing import DEFAULT_POLL_S, DEFAULT_QUIET_PERIOD_S
 
 if TYPE_CHECKING:
     from prodcls_pipeline.audit.documents import Report
@@ -86,11 +95,45 @@ def prodcls() -> None:
     default=1,
     show_default=True,
     metavar="COUNT",
-    help="Number of drops.",
+    help="Number of drops, the images spread evenly over them.",
+)
+@click.option(
+    "--history",
+    type=click.IntRange(min=MIN_HISTORY_DROPS),
+    metavar="N",
+    help=f"Instead of --count: N (at least {MIN_HISTORY_DROPS}) drops as a realistic history.",
+)
+@click.option(
+    "--label-noise",
+    type=click.FloatRange(0, 1, max_open=True),
+    metavar="FRACTION",
+    help="With --history: one drop gets this fraction of its train labels wrong.",
+)
+@click.option(
+    "--noise-kind",
+    type=click.Choice(NOISE_KINDS),
+    default=RANDOM_NOISE,
+    show_default=True,
+    help="With --label-noise: any other class, or another one of the same coarse class.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=DEFAULT_SEED,
+    show_default=True,
+    help="With --history: the seed that draws the history.",
 )
 @click.option("--prefix", default="drop", show_default=True, help="Drop name prefix.")
 def drops_command(
-    source: Path, dest: Path | None, dest_option: Path | None, count: int, prefix: str
+    source: Path,
+    dest: Path | None,
+    dest_option: Path | None,
+    count: int,
+    history: int | None,
+    label_noise: float | None,
+    noise_kind: str,
+    seed: int,
+    prefix: str,
 ) -> int:
     """Lay out a labelled dataset as new drops.
 
@@ -98,15 +141,63 @@ def drops_command(
     with labels.csv) into COUNT new drops, each with a labels.csv, under DEST (default:
     data/01_raw/drops). Inside a DVC repository each new drop is then `dvc add`ed, as
     `prodcls land` does. SOURCE is never modified and existing drops are never overwritten.
+
+    With --history N the N drops tell a story instead, drawn from --seed: a big base drop,
+    regular ones, one dominated by a few classes, a re-delivery of images already delivered,
+    and a class that first arrives in the last drop. --label-noise FRACTION gets that fraction
+    of one drop's train labels wrong; the truth goes beside DEST, in <prefix>-label-noise.csv.
     """
     if dest and dest_option and dest != dest_option:
         raise UsageError(f"Two different destinations given: {dest} and {dest_option}")
     destination = dest or dest_option or DEFAULT_DROPS_DIR
-    drops = layout_drops(source, destination, count, prefix)
-    click.echo(f"Laid out {len(drops)} drop(s) from {source} into {destination}:")
-    _describe_drops(drops)
+    _check_history_options(history, label_noise)
+    if history is None:
+        drops = layout_drops(source, destination, count, prefix)
+        click.echo(f"Laid out {len(drops)} drop(s) from {source} into {destination}:")
+        _describe_drops(drops)
+    else:
+        laid_out = layout_history(
+            source,
+            destination,
+            history,
+            label_noise=label_noise or 0.0,
+            noise_kind=noise_kind,
+            seed=seed,
+            prefix=prefix,
+        )
+        drops = list(laid_out.drops)
+        click.echo(
+            f"Laid out a history of {len(drops)} drops from {source} into {destination} "
+            f"(seed {seed}):"
+        )
+        _describe_drops(drops, laid_out.roles)
+        for line in laid_out.story():
+            click.echo(f"  {line}")
+        if laid_out.truth_file is None:
+            click.echo("  no label noise: --label-noise FRACTION adds a drop with wrong labels")
     _version_drops(drops, destination)
     return 0
+
+
+def _check_history_options(history: int | None, label_noise: float | None) -> None:
+    """--history and --count exclude each other; the noise and seed options need --history."""
+    context = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+    if history is not None and given("count"):
+        raise UsageError("--history and --count exclude each other: give one of them")
+    if history is None:
+        history_only = [
+            f"--{name.replace('_', '-')}"
+            for name in ("label_noise", "noise_kind", "seed")
+            if given(name)
+        ]
+        if history_only:
+            raise UsageError(f"{', '.join(history_only)}: only with --history N")
+    elif label_noise is None and given("noise_kind"):
+        raise UsageError("--noise-kind needs --label-noise FRACTION")
 
 
 @prodcls.command(name="land")
@@ -134,8 +225,9 @@ def land_command(source: Path, name: str | None, dest: Path) -> int:
     return 0
 
 
-def _describe_drops(drops: list[Path]) -> None:
-    for drop in drops:
+def _describe_drops(drops: list[Path], roles: Sequence[tuple[str, ...]] = ()) -> None:
+    """One line per drop: files, labels, pinned splits, and its roles in a history if given."""
+    for drop, drop_roles in zip(drops, roles or [()] * len(drops), strict=True):
         files = scan_drop(drop)
         labels = {file.label for file in files}
         pinned = ", ".join(
@@ -146,6 +238,7 @@ def _describe_drops(drops: list[Path]) -> None:
         click.echo(
             f"  {drop.name}: {len(files)} files, {len(labels)} labels"
             + (f", pinned {pinned}" if pinned else "")
+            + (f"  [{', '.join(drop_roles)}]" if drop_roles else "")
         )
 
 
@@ -167,6 +260,67 @@ def _version_drops(drops: list[Path], destination: Path) -> None:
     click.echo(
         f"Next: dvc repro, read data/08_reporting/, then git add {dvc_files} dvc.lock && git commit"
     )
+
+
+@prodcls.command(name="watch")
+@click.argument("drops_dir", type=_PATH, default=DEFAULT_DROPS_DIR, required=False)
+@click.option(
+    "--quiet-period",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_QUIET_PERIOD_S,
+    show_default=True,
+    metavar="SECONDS",
+    help=f"A drop without a {READY_MARKER} file is complete once unchanged this long.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_POLL_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between two looks at the drops folder.",
+)
+@click.option("--commit", is_flag=True, help="git commit the drop's .dvc, dvc.lock and reports.")
+@click.option("--once", is_flag=True, help="Handle the drops complete now, then exit.")
+def watch_command(
+    drops_dir: Path, quiet_period: float, poll: float, commit: bool, once: bool
+) -> int:
+    """Land and train each new drop as it arrives: the continuous loop.
+
+    Watch DROPS_DIR (default: data/01_raw/drops) for new drop folders. A drop is complete when
+    it holds a _READY file or has not changed for --quiet-period; then, one drop at a time (a
+    lock under .dvc/tmp/ holds off other watchers), it is `dvc add`ed and `dvc repro` runs. Each
+    outcome is a line of logs/watch.jsonl. A failed run is logged and watching goes on; raw data
+    is never modified or removed. SIGINT/SIGTERM stop it cleanly, passing the signal to a run.
+    """
+    from prodcls_pipeline.watching.loop import Watcher, WatchSettings, stop_on_signals
+    from prodcls_pipeline.watching.runner import git_work_tree
+
+    if not drops_dir.is_dir():
+        raise FileNotFoundError(f"Drops folder {drops_dir} does not exist")
+    repo_root = find_dvc_root(drops_dir)
+    if repo_root is None:
+        raise UsageError(f"{drops_dir} is not inside a DVC repository (no .dvc folder above it)")
+    if commit and not git_work_tree(repo_root):
+        raise UsageError(f"--commit needs a git working tree, and {repo_root} is not in one")
+    settings = WatchSettings(
+        drops_dir=drops_dir.resolve(),
+        repo_root=repo_root,
+        quiet_period_s=quiet_period,
+        poll_s=poll,
+        commit=commit,
+        once=once,
+    )
+    watcher = Watcher(settings, say=_say, echo=click.echo)
+    with stop_on_signals(watcher.request_stop):
+        watcher.run()
+    if watcher.stop_signal is not None:
+        _say(f"stopped on {signal.Signals(watcher.stop_signal).name}")
+    return 0
+
+
+def _say(message: str) -> None:
+    click.echo(f"{PROG_NAME} watch: {message}")
 
 
 @prodcls.command(name="predict")

@@ -20,6 +20,7 @@ AREA_LAYERS = (
     "compression",
     "release",
     "audit",
+    "watching",
 )
 # Entry points and glue, above every area.
 TOP_LEVEL = ("pipelines", "cli", "settings", "pipeline_registry", "__main__", "framework")

@@ -14,7 +14,7 @@ from prodcls_pipeline.cli import main, prodcls
 
 def test_every_command_is_in_one_click_group_and_argparse_is_gone() -> None:
     assert isinstance(prodcls, click.Group)
-    assert set(prodcls.commands) == {"audit", "drops", "land", "predict"}
+    assert set(prodcls.commands) == {"audit", "drops", "land", "predict", "watch"}
     tree = ast.parse(Path(cli.__file__).read_text(encoding="utf-8"))
     imported = {
         alias.name

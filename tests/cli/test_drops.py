@@ -77,3 +77,66 @@ def test_ingest_pipeline_wiring():
     (node,) = create_pipeline().nodes
     assert node.inputs == ["raw_drops", "image_store", "params:ingest"]
     assert node.outputs == ["manifest"]
+
+
+def test_drops_history_names_each_drop_role_and_the_truth_file(tmp_path, sample_dir, capsys):
+    drops = tmp_path / "drops"
+    command = ["drops", str(sample_dir), str(drops), "--history", "6", "--label-noise", "0.1"]
+    assert main([*command, "--noise-kind", "within_coarse", "--seed", "3"]) == 0
+    output = capsys.readouterr().out
+    assert f"Laid out a history of 6 drops from {sample_dir} into {drops} (seed 3)" in output
+    described = [line.strip() for line in output.splitlines() if line.startswith("  drop-")]
+    roles = ["base", "regular", "imbalanced", "re-delivery", "noisy", "late class"]
+    for number, (line, role) in enumerate(zip(described, roles, strict=True), 1):
+        assert line.startswith(f"drop-{number:03d}: ") and line.endswith(f"  [{role}]")
+    truth = tmp_path / "drop-label-noise.csv"
+    assert "noisy (within_coarse): " in output and f"the truth is in {truth}" in output
+    assert truth.is_file() and "not inside a DVC repository" in output
+    assert sorted(path.name for path in drops.iterdir()) == [f"drop-{n:03d}" for n in range(1, 7)]
+
+
+def small_dataset(root: Path, make_image) -> Path:
+    """A labels.csv dataset just big enough for a history: 5 classes of 12 tiny images."""
+    rows = ["path,label,split,coarse_label"]
+    for number in range(60):
+        label, split = f"class-{number % 5}", ("train", "train", "val", "test")[number // 5 % 4]
+        make_image(root / label / f"{number}.png", color=(number, 255 - number, 7), size=(8, 8))
+        rows.append(f"{label}/{number}.png,{label},{split},coarse-{number % 5 // 2}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_drops_history_versions_each_drop_inside_a_dvc_repository(
+    tmp_path, make_image, capsys, monkeypatch
+):
+    source = small_dataset(tmp_path / "dataset", make_image)
+    root = tmp_path / "project"
+    (root / "data" / "01_raw" / "drops").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
+    monkeypatch.chdir(root)
+    assert main(["drops", str(source), "--history", "4", "--label-noise", "0.1"]) == 0
+    raw = root / "data" / "01_raw"
+    assert sorted(path.name for path in (raw / "drops").glob("*.dvc")) == [
+        f"drop-{n:03d}.dvc" for n in range(1, 5)
+    ]
+    assert (raw / "drop-label-noise.csv").is_file(), "the truth lies beside the drops folder"
+    assert "git add data/01_raw/drops/drop-001.dvc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--history", "4", "--count", "2"], "--history and --count exclude each other"),
+        (["--label-noise", "0.1"], "--label-noise: only with --history"),
+        (["--seed", "7", "--noise-kind", "random"], "--noise-kind, --seed: only with --history"),
+        (["--history", "4", "--noise-kind", "within_coarse"], "needs --label-noise"),
+        (["--history", "3"], "x>=4"),
+        (["--history", "4", "--label-noise", "1"], "0<=x<1"),
+    ],
+)
+def test_drops_history_options_are_checked(tmp_path, sample_dir, capsys, options, message):
+    assert main(["drops", str(sample_dir), str(tmp_path / "drops"), *options]) != 0
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not (tmp_path / "drops").exists()

@@ -89,6 +89,27 @@ def test_labels_csv_drop(tmp_path, make_image):
     ]
 
 
+def test_the_ready_marker_is_not_a_candidate_in_either_format(tmp_path, make_image):
+    make_image(tmp_path / "tree" / "apple" / "a.jpg")
+    (tmp_path / "tree" / "_READY").write_text("")
+    make_image(tmp_path / "csv" / "1.jpg")
+    write_labels(tmp_path / "csv", "path,label\n1.jpg,Kiwi\n")
+    (tmp_path / "csv" / "_READY").write_text("")
+    assert scan_drops(tmp_path) == [
+        DropFile("csv", "csv/1.jpg", "Kiwi", "", ""),
+        DropFile("tree", "tree/apple/a.jpg", "apple", "", ""),
+    ]
+
+
+def test_landed_only_skips_drops_without_their_dvc_file(tmp_path, make_image, caplog):
+    make_image(tmp_path / "landed" / "apple" / "a.jpg")
+    (tmp_path / "landed.dvc").write_text("outs:\n- path: landed\n")
+    make_image(tmp_path / "copying" / "apple" / "b.jpg")
+    assert [file.drop for file in scan_drops(tmp_path)] == ["copying", "landed"]
+    assert [file.drop for file in scan_drops(tmp_path, landed_only=True)] == ["landed"]
+    assert "Skipping drop copying: it is not landed yet (no copying.dvc)" in caplog.text
+
+
 def test_labels_csv_with_only_required_columns(tmp_path, make_image):
     make_image(tmp_path / "d" / "x.jpg")
     write_labels(tmp_path / "d", "\ufeffpath,label\r\nx.jpg,Lime\r\n\r\n")

@@ -4,6 +4,7 @@ as drops, splitting, augmentation and the preprocessing a backbone expects.
 - `augmentation`: The training augmentation policy: its validated document, its transform and a
   visual preview.
 - `drops`: Drops of labelled photos: reading their two formats and building the manifest.
+- `history`: Laying a labelled dataset out as a realistic chronological history of drops.
 - `images`: Normalise and hash product photos; keep the normalised copies in a content-addressed
   store.
 - `layout`: Laying a labelled dataset out as drops: Grocery Store layout, folder tree or labels.csv.
@@ -20,12 +21,21 @@ __all__, __getattr__ = lazy_exports(
     __name__,
     {
         "augmentation": ["augmented_views", "build_train_transform"],
-        "drops": ["DropFormatError", "build_manifest", "scan_drop", "scan_drops"],
+        "drops": ["READY_MARKER", "DropFormatError", "build_manifest", "scan_drop", "scan_drops"],
+        "history": [
+            "DEFAULT_SEED",
+            "MIN_HISTORY_DROPS",
+            "NOISE_KINDS",
+            "RANDOM_NOISE",
+            "HistoryLayout",
+            "layout_history",
+        ],
         "images": ["ImageStore", "IngestSettings"],
-        "layout": ["land_drop", "layout_drops"],
+        "layout": ["DROP_ID_PATTERN", "land_drop", "layout_drops"],
         "preprocessing": ["Preprocessing", "eval_transform"],
         "splitting": ["sample_split"],
         "versioning": [
+            "DVC_DIR",
             "DVC_FILE_SUFFIX",
             "DvcError",
             "drop_versions",

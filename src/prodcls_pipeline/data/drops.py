@@ -6,7 +6,10 @@ A drop is a folder under the drops root, in one of two formats:
   parent as the coarse label (`<coarse>/<label>/<image>`);
 - a `labels.csv` with header `path,label[,split][,coarse_label]`, paths relative to the drop.
 
-Every non-hidden file found is a candidate; decoding decides whether it is an image.
+Every non-hidden file found is a candidate; decoding decides whether it is an image. A
+`_READY` file marks a drop as completely copied (`prodcls watch`); it is not a candidate. Inside
+a DVC repository only landed drops (those with their `<id>.dvc` file) are read: a folder still
+being copied in must not reach a model.
 """
 
 import csv
@@ -28,13 +31,15 @@ from prodcls_pipeline.core.schema import (
     UNPINNED,
 )
 from prodcls_pipeline.data.images import ImageStore, IngestSettings, quarantine_record
-from prodcls_pipeline.data.versioning import is_drop_version_file
+from prodcls_pipeline.data.versioning import dvc_file_path, is_drop_version_file
 
 logger = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("split", "coarse_label")
+# The file a sender puts in a drop when it is completely copied.
+READY_MARKER = "_READY"
 
 
 class DropFormatError(ValueError):
@@ -53,15 +58,23 @@ class DropFile:
     problem: str = ""
 
 
-def scan_drops(root: Path) -> list[DropFile]:
-    """Every candidate file of every drop folder under `root`, sorted by source path."""
+def scan_drops(root: Path, landed_only: bool = False) -> list[DropFile]:
+    """Every candidate file of every drop folder under `root`, sorted by source path; with
+    `landed_only`, of the drops that have their `.dvc` file only."""
     if not root.is_dir():
         raise FileNotFoundError(f"Drops folder {root} does not exist")
     files: list[DropFile] = []
     for entry in sorted(root.iterdir()):
         if _is_hidden(entry) or is_drop_version_file(entry):
             continue
-        if entry.is_dir():
+        if entry.is_dir() and landed_only and not dvc_file_path(entry).is_file():
+            logger.warning(
+                "Skipping drop %s: it is not landed yet (no %s); `prodcls land` or `dvc add` "
+                "it once it is complete",
+                entry.name,
+                dvc_file_path(entry).name,
+            )
+        elif entry.is_dir():
             files.extend(scan_drop(entry))
         else:
             logger.warning("Ignoring %s: files must be inside a drop folder", entry)
@@ -80,9 +93,9 @@ def _is_hidden(path: Path) -> bool:
 
 
 def _walk_files(folder: Path) -> Iterator[Path]:
-    """Non-hidden files below `folder`, skipping hidden folders, in sorted order."""
+    """Non-hidden files below `folder` but the ready marker, skipping hidden folders, sorted."""
     for entry in sorted(folder.iterdir()):
-        if _is_hidden(entry):
+        if _is_hidden(entry) or entry.name == READY_MARKER:
             continue
         if entry.is_dir() and not entry.is_symlink():
             yield from _walk_files(entry)

@@ -25,7 +25,7 @@ _GROCERY_COARSE_ID = "Coarse Class ID (int)"
 
 
 @dataclass(frozen=True)
-class _SourceImage:
+class SourceImage:
     """A file of a dataset to lay out, with the labels it carries into its drop."""
 
     relative_path: str
@@ -51,13 +51,13 @@ def layout_drops(source: Path, destination: Path, count: int, prefix: str = "dro
         raise FileExistsError(
             f"Refusing to overwrite existing drop(s) in {destination}: {', '.join(existing)}"
         )
-    images = _read_source_dataset(source)
+    images = read_source_dataset(source)
     staging = [destination / f".{name}.partial" for name in names]
     for folder in staging:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-    assignments: list[list[_SourceImage]] = [[] for _ in names]
+    assignments: list[list[SourceImage]] = [[] for _ in names]
     for image in tqdm(images, desc="layout", unit="file", disable=None):
         drop_index = int(sha256_file(source / image.relative_path), 16) % count
         target = staging[drop_index] / image.relative_path
@@ -66,7 +66,7 @@ def layout_drops(source: Path, destination: Path, count: int, prefix: str = "dro
         assignments[drop_index].append(image)
     drops = []
     for folder, name, assigned in zip(staging, names, assignments, strict=True):
-        _write_labels_csv(folder / LABELS_FILE, assigned)
+        write_labels_csv(folder / LABELS_FILE, assigned)
         drops.append(folder.rename(destination / name))
     return drops
 
@@ -98,7 +98,8 @@ def land_drop(source: Path, destination: Path, name: str | None = None) -> Path:
     return staging.rename(target)
 
 
-def _write_labels_csv(path: Path, images: list[_SourceImage]) -> None:
+def write_labels_csv(path: Path, images: list[SourceImage]) -> None:
+    """Write `labels.csv` (path,label,split,coarse_label) for `images`, sorted by path."""
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(("path", "label", "split", "coarse_label"))
@@ -106,13 +107,14 @@ def _write_labels_csv(path: Path, images: list[_SourceImage]) -> None:
             writer.writerow((image.relative_path, image.label, image.split, image.coarse_label))
 
 
-def _read_source_dataset(source: Path) -> list[_SourceImage]:
+def read_source_dataset(source: Path) -> list[SourceImage]:
+    """The labelled files of dataset `source`: Grocery Store layout, folder tree or labels.csv."""
     if (source / _GROCERY_CLASSES).is_file() and any(
         (source / name).is_file() for name in _GROCERY_SPLIT_FILES.values()
     ):
         return _read_grocery_store(source)
     images = [
-        _SourceImage(
+        SourceImage(
             relative_path=file.source_path.split("/", 1)[1],
             label=file.label,
             coarse_label=file.coarse_label,
@@ -126,7 +128,7 @@ def _read_source_dataset(source: Path) -> list[_SourceImage]:
     return images
 
 
-def _read_grocery_store(source: Path) -> list[_SourceImage]:
+def _read_grocery_store(source: Path) -> list[SourceImage]:
     """The Grocery Store layout: classes.csv plus `<split>.txt` lines `path, fine_id, coarse_id`."""
     with (source / _GROCERY_CLASSES).open(newline="", encoding="utf-8-sig") as stream:
         classes = list(csv.DictReader(stream))
@@ -156,7 +158,7 @@ def _grocery_image(
     fine_names: dict[str, str],
     coarse_names: dict[str, str],
     where: str,
-) -> _SourceImage:
+) -> SourceImage:
     fields = [field.strip() for field in line.split(",")]
     if len(fields) != 3:
         raise DropFormatError(f"{where}: expected 'path, fine_id, coarse_id', found {line!r}")
@@ -166,4 +168,4 @@ def _grocery_image(
     target = (source / relative_path).resolve()
     if not target.is_relative_to(source.resolve()) or not target.is_file():
         raise DropFormatError(f"{where}: {relative_path!r} does not exist")
-    return _SourceImage(relative_path, fine_names[fine_id], coarse_names[coarse_id], split)
+    return SourceImage(relative_path, fine_names[fine_id], coarse_names[coarse_id], split)

@@ -7,9 +7,12 @@ import pandas as pd
 
 from prodcls_pipeline.data.drops import build_manifest, scan_drops
 from prodcls_pipeline.data.images import ImageStore, IngestSettings
+from prodcls_pipeline.data.versioning import find_dvc_root
 from prodcls_pipeline.framework.params import IngestParams
 
 
 def ingest_drops(raw_drops: Path, image_store: ImageStore, params: IngestParams) -> pd.DataFrame:
+    """In a DVC repository only the landed drops; elsewhere (tests, a plain folder) every one."""
     settings = IngestSettings.from_params(params.model_dump())
-    return build_manifest(raw_drops, scan_drops(raw_drops), image_store, settings)
+    landed_only = find_dvc_root(raw_drops) is not None
+    return build_manifest(raw_drops, scan_drops(raw_drops, landed_only), image_store, settings)
