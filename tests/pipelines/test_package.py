@@ -50,6 +50,14 @@ PARAMS = PackageParams.model_validate(
     }
 )
 TEST_IMAGES = 6
+# The classifier's record of the champion its training started from.
+WARM_START = {
+    "policy": "champion",
+    "from_version": 3,
+    "from_run_id": "f" * 32,
+    "checkpoint_sha256": "e" * 64,
+    "fallback_reason": None,
+}
 
 
 def jpeg(colour: tuple[int, int, int]) -> bytes:
@@ -255,6 +263,7 @@ def test_package_pipeline_runs_on_memory_datasets(
         "params:package": PARAMS,
         "params:ingest": IngestParams.model_validate(project_params()["ingest"]),
         "parameters": {"package": PARAMS, "seed": 7},
+        "classifier": {**package_inputs()["classifier"], "warm_start": WARM_START},
     }
     catalog = DataCatalog(
         {
@@ -292,6 +301,7 @@ def test_package_pipeline_runs_on_memory_datasets(
     )
     assert json.loads((kept / "record.json").read_text()) == record
     assert record["version"] == 1 and record["parent_champion"] is None
+    assert record["warm_start"] == WARM_START
     assert record["data"]["drops"] == [
         {
             "drop": "d1",

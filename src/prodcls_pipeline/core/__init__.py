@@ -26,7 +26,7 @@ __all__, __getattr__ = lazy_exports(
         "errors": ["GateError"],
         "exports": ["lazy_exports"],
         "numbers": ["METRIC_DIGITS", "round_measure", "round_metric"],
-        "rules": ["Rule"],
+        "rules": ["Rule", "RuleParamsError"],
         "schema": [
             "INTEGER_COLUMNS",
             "MANIFEST_COLUMNS",

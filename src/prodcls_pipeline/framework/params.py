@@ -120,6 +120,9 @@ class TrainParams(Section):
     restore_best: bool
     temperature_scaling: bool
     resume: bool
+    warm_start: Literal["none", "champion"]
+    warm_start_epochs: PositiveInt
+    warm_start_lr_scale: PositiveFloat
     adversarial: AdversarialParams
     experiment_name: Name
 

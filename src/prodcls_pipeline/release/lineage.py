@@ -130,11 +130,14 @@ def lineage_record(
     images: pd.DataFrame,
     parameters: dict[str, Any],
     root: Path,
+    warm_start: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The self-contained record of one model version: which data (each drop's DVC version, the
     manifest's and splits' hashes, images per split), code (commit, and the diff itself when the
     tree was dirty), params (the file and the values the run used), environment (lock hash),
-    dvc.lock, the parent champion, the gate verdicts and the test metrics."""
+    dvc.lock, the parent champion (the one the gate compared against) and the warm start (the
+    version training started from, if any: the classifier's `warm_start` record), the gate
+    verdicts and the test metrics."""
     champion = promotion.get("champion")
     return {
         "schema_version": RECORD_SCHEMA_VERSION,
@@ -145,6 +148,7 @@ def lineage_record(
         "backbone": package_lineage.get("backbone"),
         "model_sha256": package_lineage.get("model_sha256"),
         "parent_champion": champion["version"] if champion else None,
+        "warm_start": warm_start,
         "code": {
             "git_commit": package_lineage["git_commit"],
             "git_dirty": package_lineage["git_dirty"],

@@ -7,6 +7,8 @@ batches.
   resumed.
 - `embedding_cache`: Frozen-backbone outputs, computed once per (backbone, view, image) and cached
   by sha256.
+- `frozen_embeddings`: Pooled embeddings of the frozen pretrained backbone, computed once per
+  image and view.
 - `fine_tune`: Short fine-tunes of a trained classifier on the one training loop (recovery after
   pruning, distillation into a smaller student), and the guard that keeps one only if it raises val
   top-1.
@@ -21,6 +23,8 @@ batches.
 - `tasks`: What the one training loop optimises, as timm's training tasks: the loss of a batch,
   which modules run in training mode, and what must hold again after every optimizer step. The loop
   (`training.loop.train`) owns the rest: data order, optimizer, schedule, validation, checkpoints.
+- `warm_start`: Warm start: a training run that begins from the weights of the registry's
+  champion.
 
 The names below are the area's public API: what code outside the area imports.
 """
@@ -31,6 +35,7 @@ __all__, __getattr__ = lazy_exports(
     __name__,
     {
         "checkpoints": ["CheckpointStore"],
+        "frozen_embeddings": ["embed_frozen"],
         "embedding_cache": [
             "CLEAN_VIEW",
             "EmbeddingStore",
@@ -51,5 +56,15 @@ __all__, __getattr__ = lazy_exports(
         ],
         "samples": ["ImageSamples", "TensorSamples", "ViewImages"],
         "tasks": ["DistillationTask", "RecoveryTask"],
+        "warm_start": [
+            "WarmStart",
+            "WarmTarget",
+            "head_initialiser",
+            "load_backbone",
+            "log_checkpoint",
+            "record_tags",
+            "resolve_warm_start",
+            "warm_config",
+        ],
     },
 )

@@ -18,7 +18,7 @@ from prodcls_pipeline.runtime.sessions import onnx_encoder
 from prodcls_pipeline.training.embedding_cache import CLEAN_VIEW, EmbeddingStore, embed_missing
 
 
-def frozen_embeddings(
+def embed_frozen(
     sha256s: Sequence[str],
     open_image: Callable[[str], Image.Image],
     store: EmbeddingStore,

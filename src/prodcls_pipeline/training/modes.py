@@ -26,11 +26,20 @@ from prodcls_pipeline.training.adversarial import activation_adversary, image_ad
 from prodcls_pipeline.training.checkpoints import CheckpointStore
 from prodcls_pipeline.training.loop import TrainingConfig, TrainingResult, train
 from prodcls_pipeline.training.samples import ImageSamples, TensorSamples
+from prodcls_pipeline.training.warm_start import WARM_START_PARAMS
 
 MODES = ("head", "partial", "full")
 # Params that change no epoch checkpoint (temperature scaling comes after the last epoch):
-# a resume may ignore them.
-_NOT_FINGERPRINTED = ("resume", "experiment_name", "embed_batch_size", "temperature_scaling")
+# a resume may ignore them. The warm-start params enter through the warm-start source instead.
+_NOT_FINGERPRINTED = (
+    "resume",
+    "experiment_name",
+    "embed_batch_size",
+    "temperature_scaling",
+    *WARM_START_PARAMS,
+)
+# Called on the freshly initialised head before training: a warm start's remapped champion head.
+HeadInitialiser = Callable[[nn.Linear], None]
 
 
 @dataclass(frozen=True)
@@ -55,16 +64,28 @@ class LabelledSplits:
 
 
 def run_fingerprint(
-    params: dict[str, Any], seed: int, splits: pd.DataFrame, policy: dict, weights: str
+    params: dict[str, Any],
+    seed: int,
+    splits: pd.DataFrame,
+    policy: dict,
+    weights: str,
+    warm_source: dict[str, Any] | None = None,
 ) -> str:
     """Digest of everything that determines a training run, so a checkpoint resumes only its own:
     the params, seed, splits and augmentation policy, the backbone's `weights` digest, and the
     project's code (all of it: more than train imports, so an edit anywhere merely costs an
-    interrupted run its resume, while missing one module would resume a run of other code)."""
+    interrupted run its resume, while missing one module would resume a run of other code).
+
+    `warm_source` (see `WarmStart.fingerprint_source`) names the champion a warm run starts
+    from, so a warm run never resumes a cold run's checkpoint, nor one warmed from another
+    champion; a cold run's digest is what it was before warm starts existed."""
     config = {key: value for key, value in params.items() if key not in _NOT_FINGERPRINTED}
     data = splits[["sha256", "label", "split"]].sort_values("sha256").to_numpy().tolist()
     code = package_digest()
-    document = json.dumps([config, seed, data, policy, weights, code], sort_keys=True, default=str)
+    parts = [config, seed, data, policy, weights, code]
+    if warm_source is not None:
+        parts.append(warm_source)
+    document = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(document.encode()).hexdigest()
 
 
@@ -78,12 +99,14 @@ def fit_head(
     seed: int,
     checkpoints: CheckpointStore | None = None,
     fingerprint: str = "",
+    warm_head: HeadInitialiser | None = None,
 ) -> TrainingResult:
     """A linear head (with dropout) on frozen-backbone embeddings."""
     torch.manual_seed(seed)
     model = ProductClassifier(
         nn.Identity(), nn.Linear(train_features.shape[1], num_classes), config.dropout
     )
+    _initialise(model.head, warm_head)
     return train(
         model,
         TensorSamples(train_features, train_labels),
@@ -109,6 +132,7 @@ def fit_partial(
     images_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
     checkpoints: CheckpointStore | None = None,
     fingerprint: str = "",
+    warm_head: HeadInitialiser | None = None,
 ) -> TrainingResult:
     """Blocks after `block`, conv_head, bn2 and the head, from cached activations; `backbone`
     is fine-tuned in place. `images_of(indices)` regenerates the training images, needed only
@@ -116,6 +140,7 @@ def fit_partial(
     prefix, suffix = split_backbone(backbone, block)
     torch.manual_seed(seed)
     model = ProductClassifier(suffix, nn.Linear(backbone.num_features, num_classes), config.dropout)
+    _initialise(model.head, warm_head)
     adversary = None
     if config.adversarial.enabled:
         if images_of is None:
@@ -144,6 +169,7 @@ def fit_full(
     checkpoints: CheckpointStore | None = None,
     fingerprint: str = "",
     num_workers: int = 0,
+    warm_head: HeadInitialiser | None = None,
 ) -> TrainingResult:
     """End-to-end fine-tuning of `backbone` (in place) and the head, from images."""
     backbone.requires_grad_(True)
@@ -151,6 +177,7 @@ def fit_full(
     model = ProductClassifier(
         backbone, nn.Linear(backbone.num_features, num_classes), config.dropout
     )
+    _initialise(model.head, warm_head)
     adversary = (
         image_adversary(config.adversarial, preprocessing) if config.adversarial.enabled else None
     )
@@ -165,6 +192,12 @@ def fit_full(
         adversary,
         num_workers,
     )
+
+
+def _initialise(head: nn.Linear, warm_head: HeadInitialiser | None) -> None:
+    """After the seeded random init, so a cold run draws exactly what it always drew."""
+    if warm_head is not None:
+        warm_head(head)
 
 
 def trainable_in_mode(

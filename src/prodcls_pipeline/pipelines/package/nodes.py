@@ -194,9 +194,11 @@ def record_lineage(
     validated_manifest: pd.DataFrame,
     test_predictions: pd.DataFrame,
     parameters: dict[str, Any],
+    classifier: dict[str, Any],
 ) -> dict[str, Any]:
     """The version's lineage record, images table and test predictions, kept in its run under
-    lineage/v<N>/, with each drop and the splits logged as MLflow datasets digested by DVC hash.
+    lineage/v<N>/, with each drop and the splits logged as MLflow datasets digested by DVC hash;
+    the classifier's record says which champion, if any, its training started from.
 
     A version registered before keeps the record it was registered with.
     """
@@ -221,6 +223,8 @@ def record_lineage(
         images=images,
         parameters=plain_params(parameters),
         root=Path.cwd(),
+        # Classifiers trained before warm starts existed carry no record.
+        warm_start=classifier.get("warm_start"),
     )
     log_lineage(
         registration["run_id"],

@@ -57,6 +57,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "validated_manifest",
                     "test_predictions",
                     "parameters",
+                    "classifier",
                 ],
                 outputs="lineage_record",
                 name="record_lineage",

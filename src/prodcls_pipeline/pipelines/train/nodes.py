@@ -43,6 +43,16 @@ from prodcls_pipeline.training.modes import (
     run_fingerprint,
 )
 from prodcls_pipeline.training.samples import ImageSamples, ViewImages
+from prodcls_pipeline.training.warm_start import (
+    WarmStart,
+    WarmTarget,
+    head_initialiser,
+    load_backbone,
+    log_checkpoint,
+    record_tags,
+    resolve_warm_start,
+    warm_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,18 +117,35 @@ def fit_classifier(
     training_checkpoints: CheckpointStore,
     train_params: TrainParams,
     seed: int,
+    registered_model_name: str,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train in `train.mode`, select the epoch on the val split, resume an interrupted run.
+    """Train in `train.mode` (from the champion's weights with `train.warm_start: champion`),
+    select the epoch on the val split, resume an interrupted run.
 
     `embedding_counts` is taken only so that Kedro runs this after `embed_images`.
     """
     params = train_params.model_dump()
     mode = _mode(params)
     data = LabelledSplits.from_splits(splits)
-    config = TrainingConfig.from_params(params)
     weights = weights_digest(params["backbone"], params["weights_file"])
-    fingerprint = run_fingerprint(params, seed, splits, augmentation_policy, weights)
     backbone, preprocessing = create_backbone(params["backbone"], params["weights_file"])
+    warm = resolve_warm_start(
+        params["warm_start"],
+        registered_model_name,
+        WarmTarget(
+            backbone=params["backbone"],
+            weights_sha256=weights,
+            mode=mode,
+            partial_block=params["partial_block"],
+            preprocessing=preprocessing.to_dict(),
+            network=backbone,
+        ),
+    )
+    config = warm_config(TrainingConfig.from_params(params), warm, params)
+    fingerprint = run_fingerprint(
+        params, seed, splits, augmentation_policy, weights, warm.fingerprint_source(params)
+    )
+    load_backbone(backbone, warm)
     key = _cache_key(params)
     train_views = [
         CLEAN_VIEW,
@@ -132,6 +159,7 @@ def fit_classifier(
         "seed": seed,
         "checkpoints": training_checkpoints,
         "fingerprint": fingerprint,
+        "warm_head": head_initialiser(warm, data.labels),
     }
     if mode == "head":
         result = fit_head(
@@ -175,7 +203,8 @@ def fit_classifier(
             num_workers=available_cores() if resolve_device(params["device"]).type == "cuda" else 0,
             **common,
         )
-    return _checkpoint(params, data, preprocessing, backbone, mode, result), result.history
+    checkpoint = _checkpoint(params, data, preprocessing, backbone, mode, result, weights, warm)
+    return checkpoint, result.history
 
 
 def track_training(
@@ -185,11 +214,14 @@ def track_training(
     train_params: TrainParams,
     seed: int,
 ) -> dict[str, str]:
-    """Log params and per-epoch metrics to a new MLflow run; later stages log into the same run."""
+    """Log params, per-epoch metrics, the warm start and the classifier checkpoint (what a later
+    warm start fetches) to a new MLflow run; later stages log into the same run."""
     params = train_params.model_dump()
     experiment_id = use_project_tracking(params["experiment_name"])
     with mlflow.start_run(run_name=f"train-{params['mode']}-{params['backbone']}") as run:
         mlflow.log_params({**_flat(params, exclude=("experiment_name",)), "seed": seed})
+        mlflow.set_tags(record_tags(classifier["warm_start"]))
+        log_checkpoint(classifier)
         mlflow.log_params(
             {
                 f"{split}_images": int(count)
@@ -248,8 +280,11 @@ def _checkpoint(
     backbone: torch.nn.Module,
     mode: str,
     result: TrainingResult,
+    weights: str,
+    warm: WarmStart,
 ) -> dict[str, Any]:
-    """Head-only checkpoints reuse the packaged backbone; fine-tuned ones carry theirs."""
+    """Head-only checkpoints reuse the packaged backbone; fine-tuned ones carry theirs. The
+    weights digest lets a later warm start check it starts from the same backbone weights."""
     checkpoint = make_checkpoint(
         params["backbone"],
         params["weights_file"],
@@ -259,7 +294,13 @@ def _checkpoint(
         result.model.head,
         None if mode == "head" else backbone.state_dict(),
     )
-    checkpoint.update(mode=mode, best_epoch=result.best_epoch, temperature=result.temperature)
+    checkpoint.update(
+        mode=mode,
+        best_epoch=result.best_epoch,
+        temperature=result.temperature,
+        weights_sha256=weights,
+        warm_start=warm.record(),
+    )
     if mode == "partial":
         checkpoint["partial_block"] = params["partial_block"]
     return checkpoint

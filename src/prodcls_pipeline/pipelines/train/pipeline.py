@@ -30,6 +30,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "training_checkpoints",
                     "params:train",
                     "params:seed",
+                    # warm_start: champion starts from this model's champion
+                    "params:package.registered_model_name",
                 ],
                 outputs=["classifier", "training_history"],
                 name="fit_classifier",
