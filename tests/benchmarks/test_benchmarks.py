@@ -6,9 +6,10 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import helper
+from PIL import Image
 from torch import nn
 
-from benchmarks import common, compression, grocery_accuracy, int8_speedup
+from benchmarks import common, compression, drift, grocery_accuracy, int8_speedup
 from prodcls_pipeline.models.onnx_export import export_onnx
 
 BASE = {
@@ -265,3 +266,60 @@ def test_table_without_rows_is_just_the_header() -> None:
         "config",
         "fine_top1",
     ]
+
+
+def test_drift_reads_grocery_split_files_with_fine_class_names(tmp_path: Path) -> None:
+    (tmp_path / "classes.csv").write_text(
+        "Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int)\n"
+        "Golden-Delicious,0,Apple,0\nOat-Milk,1,Milk,1\n"
+    )
+    (tmp_path / "train.txt").write_text("train/a.jpg, 0, 0\n\ntrain/b.jpg, 1, 1\n")
+    (tmp_path / "val.txt").write_text("val/c.jpg, 1, 1\n")
+    assert drift.read_split_lines(tmp_path, ("train", "val")) == [
+        (tmp_path / "train/a.jpg", "Golden-Delicious"),
+        (tmp_path / "train/b.jpg", "Oat-Milk"),
+        (tmp_path / "val/c.jpg", "Oat-Milk"),
+    ]
+
+
+def test_drift_drops_are_disjoint_seeded_and_refused_when_too_few_images() -> None:
+    drops = drift.disjoint_drops(50, drops=4, size=10, seed=3)
+    assert [len(drop) for drop in drops] == [10] * 4
+    assert len(set().union(*map(set, drops))) == 40
+    again = drift.disjoint_drops(50, drops=4, size=10, seed=3)
+    assert all((a == b).all() for a, b in zip(drops, again, strict=True))
+    with pytest.raises(ValueError, match="need 60 images; 50 given"):
+        drift.disjoint_drops(50, drops=6, size=10, seed=3)
+
+
+def test_drift_rows_give_the_flagged_share_and_are_judged_against_their_target() -> None:
+    flags = {
+        ("none", "image_mmd"): [False] * 19 + [True],
+        ("none", "class_chi2"): [False] * 9 + [True],
+        ("blur", "image_mmd"): [True] * 18 + [False] * 2,
+        ("blur", "class_chi2"): [False] * 20,
+    }
+    rows = drift.flagged_rows(flags)
+    assert [list(row) for row in rows] == [list(drift.FIELDS)] * 4
+    assert [row["flagged_rate"] for row in rows] == [0.05, 0.1, 0.9, 0.0]
+    verdicts = [line.split()[0] for line in drift.target_lines(rows)]
+    assert verdicts == ["met", "MISSED", "MISSED", "info"]
+
+
+def test_drift_shifts_darken_and_cast_each_pixel_and_blur_keeps_the_size() -> None:
+    grey = Image.new("RGB", (40, 30), (200, 200, 200))
+    assert drift.darken(grey).getpixel((0, 0)) == (70, 70, 70)
+    assert drift.colour_cast(grey).getpixel((0, 0)) == (200, 160, 110)
+    blurred = drift.gaussian_blur(grey)
+    assert blurred.size == grey.size and blurred.getpixel((20, 15)) == (200, 200, 200)
+    views = [shift.view for shift in drift.SHIFTS]
+    assert len(set(views)) == len(views) and all(view.startswith("shift-") for view in views)
+
+
+def test_drift_settings_come_from_params_or_the_proposed_defaults() -> None:
+    proposed = drift.drift_settings({"seed": 5, "validate": {}})
+    assert (
+        proposed.seed == 5 and proposed.permutations == drift.PROPOSED_DRIFT_PARAMS["permutations"]
+    )
+    section = {**drift.PROPOSED_DRIFT_PARAMS, "alpha": 0.05}
+    assert drift.drift_settings({"seed": 5, "validate": {"drift": section}}).alpha == 0.05

@@ -4,7 +4,6 @@ nothing, a change to the training code trains again from the first epoch.
 Head mode on half the bundled sample keeps each run to seconds once the embeddings are cached.
 """
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +29,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy_project(root, {"train": {"mode": "head", "max_epochs": MAX_EPOCHS, "views_per_image": 1}})
     staging = root.parent / "staging"
     run(root, "prodcls", "drops", str(SAMPLE_DIR), "--dest", str(staging), "--count", "2")
-    shutil.copytree(staging / "drop-001", root / "data" / "01_raw" / "drops" / "drop-001")
+    run(root, "prodcls", "land", str(staging / "drop-001"))
     run(root, "dvc", "repro", "train")
     return root
 
