@@ -316,6 +316,22 @@ CONFIG = TrainingConfig(
 
 
 CLASSES = 4
+# The Lite0 fixtures: bundled photos, the first ones calibrating int8.
+LITE0_PHOTOS = 24
+LITE0_CALIBRATION = 8
+
+
+class FakeImageStore:
+    """Images keyed by sha256, like `images.ImageStore`: by their pixels' hash, or as given."""
+
+    def __init__(self, images: list[Image.Image] | dict[str, Image.Image]) -> None:
+        if isinstance(images, dict):
+            self.images = dict(images)
+        else:
+            self.images = {hashlib.sha256(image.tobytes()).hexdigest(): image for image in images}
+
+    def open(self, sha256: str) -> Image.Image:
+        return self.images[sha256].copy()
 
 
 def synthetic_images(count: int, seed: int) -> list[Image.Image]:

@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import LITE0_CALIBRATION
 from onnx import TensorProto, helper
 from torch import nn
 
@@ -26,6 +27,7 @@ from prodcls_pipeline.runtime.sessions import create_session
 CLASSES = 5
 SIZE = 16
 QDQ = {"QuantizeLinear", "DequantizeLinear"}
+CLEAR_MARGIN = 1.0
 
 
 class TinyClassifier(nn.Module):
@@ -160,10 +162,20 @@ def test_int8_computes_the_lite0_head_in_float(lite0_fp32: bytes, lite0_int8: by
     assert float_output_nodes(lite0_int8) == [{"name": head.name, "op_type": "Gemm"}]
 
 
-def test_int8_agrees_with_fp32(
+def test_int8_agrees_with_fp32_on_photos_it_was_not_calibrated_on(
     lite0_fp32: bytes, lite0_int8: bytes, lite0_images: np.ndarray
 ) -> None:
+    held_out = lite0_images[LITE0_CALIBRATION:]
     sessions = {"fp32": create_session(lite0_fp32), "int8": create_session(lite0_int8)}
-    predicted = predict_top1(sessions, [lite0_images[:5], lite0_images[5:]])
-    assert len(predicted["int8"]) == len(lite0_images)
-    assert np.mean(predicted["int8"] == predicted["fp32"]) >= 0.75
+    predicted = predict_top1(sessions, [held_out[:5], held_out[5:]])
+    assert len(predicted["int8"]) == len(held_out)
+    expected = sessions["fp32"].run(None, {INPUT_NAME: held_out})[0]
+    logits = sessions["int8"].run(None, {INPUT_NAME: held_out})[0]
+    centred = [values - values.mean(axis=1, keepdims=True) for values in (expected, logits)]
+    assert np.corrcoef(centred[0].ravel(), centred[1].ravel())[0, 1] > 0.9
+    # The head is random, so many photos are near ties between classes that int8 may break
+    # either way; a clear fp32 decision must survive.
+    top_two = np.sort(expected, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > CLEAR_MARGIN
+    assert clear.sum() >= 3
+    assert np.mean(predicted["int8"][clear] == predicted["fp32"][clear]) >= 0.8

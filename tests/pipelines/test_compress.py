@@ -1,16 +1,14 @@
 """The compress stage end to end on a fake image store: export, quantise, prune, distil,
 compare, and pick the variant to deploy."""
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
 import yaml
-from helpers import CLASSES, REPO, lite0_checkpoint, synthetic_images
+from helpers import CLASSES, REPO, FakeImageStore, lite0_checkpoint, synthetic_images
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
-from PIL import Image
 
 from prodcls_pipeline.framework.params import CompressParams, TrainParams
 from prodcls_pipeline.pipelines.compress import create_pipeline
@@ -41,16 +39,6 @@ PARAMS = {
 TRAIN_PARAMS = {"mode": "head", "partial_block": 5}
 VARIANTS = {"fp32", "int8", "unstructured-50", "channels-25", "distilled-channels-50"}
 SPLITS = ["train"] * 6 + ["val"] * 2 + ["test"] * 5
-
-
-class FakeImageStore:
-    """Synthetic RGB images keyed by sha256, like `images.ImageStore`."""
-
-    def __init__(self, images: list[Image.Image]) -> None:
-        self.images = {hashlib.sha256(image.tobytes()).hexdigest(): image for image in images}
-
-    def open(self, sha256: str) -> Image.Image:
-        return self.images[sha256].copy()
 
 
 def splits(store: FakeImageStore) -> pd.DataFrame:

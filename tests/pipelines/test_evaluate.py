@@ -1,16 +1,14 @@
 """The evaluate stage end to end on a fake image store and the real Lite0 backbone."""
 
-import hashlib
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-from helpers import lite0_checkpoint, synthetic_images
+from helpers import FakeImageStore, lite0_checkpoint, synthetic_images
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from mlflow import MlflowClient
-from PIL import Image
 
 from prodcls_pipeline.core.tracking import (
     TRACKING_URI_ENV,
@@ -34,16 +32,6 @@ PARAMS = {
     "corruptions": {"blur_radius": 2.0, "noise_std": 0.08, "brightness": 0.6, "jpeg_quality": 20},
 }
 PLOTS = ["confusion_matrix", "coarse_confusion_matrix", "reliability_diagram", "worst_mistakes"]
-
-
-class FakeImageStore:
-    """Synthetic RGB images keyed by sha256, like `images.ImageStore`."""
-
-    def __init__(self, images: list[Image.Image]) -> None:
-        self.images = {hashlib.sha256(image.tobytes()).hexdigest(): image for image in images}
-
-    def open(self, sha256: str) -> Image.Image:
-        return self.images[sha256].copy()
 
 
 class KeptDataset(MemoryDataset):
