@@ -42,6 +42,7 @@ PROJECT_FILES = (
     ".dvc",
     ".dvcignore",
     ".gitignore",
+    "data/01_raw/review_decisions.csv",
 )
 DATA_LAYERS = (
     "01_raw/drops",
@@ -69,6 +70,7 @@ def copy_project_files(root: Path, extra: Sequence[str] = ()) -> None:
                 ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "tmp", "cache"),
             )
         else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
     for layer in DATA_LAYERS:
         (root / "data" / layer).mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ from prodcls_pipeline.audit.reports import (
     diff_report,
     list_report,
     reproduce_report,
+    show_data,
+    show_report,
     version_row,
 )
 from prodcls_pipeline.audit.versions import AuditedVersion
@@ -98,6 +100,7 @@ def record(
     parameters: dict[str, Any],
     top1: float,
     dirty: bool = False,
+    validation_report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The lineage record the package stage keeps for `version`, made in `root` at its HEAD."""
     return lineage_record(
@@ -124,7 +127,8 @@ def record(
             "reason": f"top-1 {top1:.4f} clears the floor",
             "champion": {"version": version - 1} if version > 1 else None,
         },
-        validation_report={"success": True, "checks": [{"name": "labels", "success": True}]},
+        validation_report=validation_report
+        or {"success": True, "checks": [{"name": "labels", "success": True}]},
         metrics={"test_images": 10, "top1": top1, "macro_f1": top1 - 0.1, "coarse_top1": None},
         per_class={"apple": {"precision": 1.0, "recall": top1, "f1": top1, "support": 10}},
         images=table,
@@ -295,6 +299,48 @@ def test_the_diff_shows_a_changed_small_param_as_two_different_values(project: P
     (row,) = [line for line in text.splitlines() if line.startswith("| train.weight_decay |")]
     before, after = (value.strip() for value in row.strip("|").split("|")[1:])
     assert before != after
+
+
+def test_show_lists_the_validation_warnings_and_the_review_decisions_applied(
+    project: Path,
+) -> None:
+    relabelled = {
+        "sha256": sha("a1"),
+        "decision": "relabel",
+        "old_label": "apple",
+        "new_label": "pear",
+        "rows": 1,
+        "note": "checked: a pear",
+    }
+    validation_report = {
+        "success": True,
+        "checks": [
+            {"name": "labels", "success": True},
+            {"name": "class distribution (drop-002)", "success": True, "warning": True},
+        ],
+        "review": {"file": "data/01_raw/review_decisions.csv", "applied": [relabelled]},
+    }
+    lineage = record(
+        project, 1, IMAGES_V1, {"d1": "h1.dir"}, PARAMS, 0.5, validation_report=validation_report
+    )
+    audited = version(1, lineage, ["champion"])
+    audited.__dict__.update(model_card="# card")
+
+    text = to_markdown(show_report(show_data(audited)))
+
+    assert "| validation | passed | passed; warnings: class distribution (drop-002) |" in text
+    assert "Review decisions applied (from data/01_raw/review_decisions.csv)" in text
+    assert f"| {sha('a1')} | relabel | apple | pear | 1 | checked: a pear |" in text
+
+
+def test_show_says_when_no_review_decision_was_applied(project: Path) -> None:
+    audited = version(1, record(project, 1, IMAGES_V1, {"d1": "h1.dir"}, PARAMS, 0.5), [])
+    audited.__dict__.update(model_card="# card")
+
+    text = to_markdown(show_report(show_data(audited)))
+
+    assert "| validation | passed | passed |" in text
+    assert "No decision applied." in text
 
 
 def test_version_row_of_a_version_without_a_record_reads_its_tags() -> None:

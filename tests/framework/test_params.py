@@ -17,6 +17,9 @@ from pydantic import BaseModel
 from benchmarks.common import CONFIGS_DIR, load_configuration
 from prodcls_pipeline.framework.params import (
     AdversarialParams,
+    DriftParams,
+    DuplicatesParams,
+    LabelQualityParams,
     ParamsFileError,
     ProjectParams,
     Section,
@@ -31,6 +34,10 @@ from prodcls_pipeline.training.losses import LOSSES
 from prodcls_pipeline.training.modes import MODES
 from prodcls_pipeline.training.optim import OPTIMIZERS, SCHEDULES
 from prodcls_pipeline.validation.checks import ValidationRules
+from prodcls_pipeline.validation.drift import POLICIES as DRIFT_POLICIES
+from prodcls_pipeline.validation.duplicates import POLICIES as DUPLICATE_POLICIES
+from prodcls_pipeline.validation.label_quality import FILTER_METHODS
+from prodcls_pipeline.validation.label_quality import POLICIES as LABEL_QUALITY_POLICIES
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -182,6 +189,12 @@ def test_every_section_at_every_depth_forbids_unknown_keys() -> None:
             "new_class_policy",
             get_args(ValidationRules.__annotations__["new_class_policy"]),
         ),
+        (DriftParams, "class_distribution", DRIFT_POLICIES),
+        (DriftParams, "image_distribution", DRIFT_POLICIES),
+        (LabelQualityParams, "filter_by", FILTER_METHODS),
+        (LabelQualityParams, "policy", LABEL_QUALITY_POLICIES),
+        (DuplicatesParams, "label_conflicts", DUPLICATE_POLICIES),
+        (DuplicatesParams, "split_leaks", DUPLICATE_POLICIES),
     ],
 )
 def test_choices_are_the_areas_own(model: type[BaseModel], field: str, choices: tuple) -> None:

@@ -2,12 +2,13 @@
 
 One module-scoped project is driven through the user's story in order, the operator's routine
 each time (`prodcls land`, `dvc repro`, `git add` the `.dvc` files and `dvc.lock`, commit):
-drop A (one class held back) makes version 1, the champion; a no-op repro; drop B (new images,
-the held-back class among them) makes version 2, and `prodcls audit diff 1 2` names what came
-in; a changed train param makes a worse version 3, which stays the challenger; a bad drop is
-stopped by the validate gate; the notebooks run on the result; then, with drop A gone from the
-working tree, `prodcls audit reproduce 1` re-makes version 1 from its record alone, and
-`dvc checkout` brings drop A back byte for byte.
+drop A (one class held back) makes version 1, the champion; a no-op repro; a bad drop is stopped
+by the validate gate, the report says why and the champion stays; drop B (new images, the
+held-back class among them) makes version 2, the new champion, and `prodcls audit diff 1 2` names
+what came in; drop C re-delivers images of drop A and trains nothing; a changed train param makes
+a worse version 3, which stays the challenger; the notebooks run on the result; then, with drop A
+gone from the working tree, `prodcls audit reproduce 1` re-makes version 1 from its record alone,
+and `dvc checkout` brings drop A back byte for byte.
 """
 
 import csv
@@ -41,6 +42,8 @@ E2E_FINE_TUNE_IMAGES = 64
 VARIANTS = {"fp32", "int8"}
 STAGES = ["ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package"]
 UINT8_LEVELS = 256
+# Drop C sends again this many of drop A's images.
+REDELIVERED_IMAGES = 40
 # Drop A holds this class back, so drop B brings a class the first model never saw.
 HELD_BACK_CLASS = "Kiwi"
 DROPS = Path("data/01_raw/drops")
@@ -261,7 +264,8 @@ def test_repro_after_a_full_run_runs_nothing(project: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "stages"),
     [
-        ("src/prodcls_pipeline/training/losses.py", {"train", "compress"}),
+        # Validate embeds with the training area's frozen-backbone code: code deps are by area.
+        ("src/prodcls_pipeline/training/losses.py", {"validate", "train", "compress"}),
         ("src/prodcls_serving/model.py", {"package"}),
     ],
 )
@@ -277,6 +281,40 @@ def test_touching_a_module_outdates_exactly_the_stages_that_run_it(
         path.write_bytes(original)
     assert set(outdated) == stages
     assert "up to date" in run(project, "dvc", "status").stdout
+
+
+def test_bad_drop_stops_at_the_validate_gate(project: Path, staging: Path) -> None:
+    drops = project / "data" / "01_raw" / "drops"
+    bad = staging / "drop-bad"
+    existing = sorted((drops / "drop-001").rglob("*.jpg"))
+    (bad / "Banana").mkdir(parents=True)
+    (bad / "Lime").mkdir(parents=True)
+    bananas = [path for path in existing if "Banana" in path.parts][:5]
+    for index, image in enumerate(bananas):
+        ImageOps.mirror(Image.open(image)).save(bad / "Banana" / f"mirrored_{index}.jpg")
+    conflict_source = next(p for p in existing if "Banana" not in str(p))
+    shutil.copy2(conflict_source, bad / "Lime" / "relabelled.jpg")
+    (bad / "Banana" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a complete jpeg")
+    # Ingest reads landed drops only: the bad drop arrives the way every drop does.
+    land(project, staging, "drop-bad")
+    raw_before = tree_digest(drops)
+    model_before = tree_digest(project / "data" / "07_model_output" / "package")
+
+    result = run(project, "dvc", "repro", check=False)
+
+    assert result.returncode != 0
+    combined = result.stdout + result.stderr
+    assert "validate" in combined and "validation_report.md" in combined
+    report = reporting(project, "validation_report.md").read_text()
+    assert "drop-bad/Banana/corrupt.jpg" in report
+    assert hashlib.sha256(conflict_source.read_bytes()).hexdigest() in report
+    assert read_json(reporting(project, "validation_report.json"))["success"] is False
+    assert tree_digest(drops) == raw_before
+    assert tree_digest(project / "data" / "07_model_output" / "package") == model_before
+    assert registered_versions(project) == 1
+    assert aliases(project) == {"champion": 1, "challenger": 1}
+    run(project, "dvc", "remove", str(DROPS / "drop-bad.dvc"))
+    shutil.rmtree(drops / "drop-bad")
 
 
 def test_second_drop_keeps_splits_and_decodes_only_new_images(project: Path, staging: Path) -> None:
@@ -304,6 +342,9 @@ def test_second_drop_keeps_splits_and_decodes_only_new_images(project: Path, sta
     assert metrics_after["test_images"] > metrics_before["test_images"]
     assert metrics_after["classes"] == metrics_before["classes"] + 1
     assert registered_versions(project) == 2
+    promotion = read_json(reporting(project, "promotion.json"))
+    assert promotion["verdict"] == "promoted", promotion
+    assert aliases(project) == {"champion": 2, "challenger": 2}
     commit(project, "version 2: drop B")
 
 
@@ -341,6 +382,40 @@ def test_audit_diff_names_the_new_class_and_every_added_image(project: Path) -> 
         assert text in output, text
     markdown = run(project, "prodcls", "audit", "diff", "1", "2", "--format", "md").stdout
     assert all(image["source_path"] in markdown for image in diff["images_added"])
+
+
+def redeliver(drop: Path, copy: Path, count: int) -> None:
+    """Stage a drop that sends again, byte for byte, `count` images of a delivered labels.csv
+    drop, under its own name."""
+    with (drop / "labels.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))[:count]
+    for row in rows:
+        (copy / row["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(drop / row["path"], copy / row["path"])
+    with (copy / "labels.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_a_redelivered_drop_trains_nothing_and_leaves_the_registry(
+    project: Path, staging: Path
+) -> None:
+    redeliver(staging / "drop-001", staging / "drop-003", REDELIVERED_IMAGES)
+    versions_before, aliases_before = registered_versions(project), aliases(project)
+    land(project, staging, "drop-003")
+
+    output = run(project, "dvc", "repro").stdout
+
+    ran = {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+    assert {"ingest", "validate"} <= ran, output[-3000:]
+    assert not ran & {"augment", "train", "evaluate", "compress"}, output[-3000:]
+    assert "decoded 0 new" in output, output[-3000:]
+    assert read_json(reporting(project, "validation_report.json"))["success"] is True
+    assert registered_versions(project) == versions_before
+    assert aliases(project) == aliases_before
+    assert read_json(reporting(project, "registration.json"))["version"] == versions_before
+    commit(project, "drop C: a re-delivery")
 
 
 def test_a_worse_model_stays_challenger_and_predict_keeps_the_champion(project: Path) -> None:
@@ -383,39 +458,6 @@ def test_a_worse_model_stays_challenger_and_predict_keeps_the_champion(project: 
     assert record["code"]["git_dirty"] is True and "params.yaml" in record["code"]["diff"]
     assert record["parent_champion"] == champion_version
     run(project, "git", "checkout", "params.yaml")
-
-
-def test_bad_drop_stops_at_the_validate_gate(project: Path, staging: Path) -> None:
-    drops = project / "data" / "01_raw" / "drops"
-    bad = staging / "drop-bad"
-    existing = sorted((drops / "drop-001").rglob("*.jpg"))
-    (bad / "Banana").mkdir(parents=True)
-    (bad / "Lime").mkdir(parents=True)
-    bananas = [path for path in existing if "Banana" in path.parts][:5]
-    for index, image in enumerate(bananas):
-        ImageOps.mirror(Image.open(image)).save(bad / "Banana" / f"mirrored_{index}.jpg")
-    conflict_source = next(p for p in existing if "Banana" not in str(p))
-    shutil.copy2(conflict_source, bad / "Lime" / "relabelled.jpg")
-    (bad / "Banana" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a complete jpeg")
-    # Ingest reads landed drops only: the bad drop arrives the way every drop does.
-    land(project, staging, "drop-bad")
-    raw_before = tree_digest(drops)
-    model_before = tree_digest(project / "data" / "07_model_output" / "package")
-
-    result = run(project, "dvc", "repro", check=False)
-
-    assert result.returncode != 0
-    combined = result.stdout + result.stderr
-    assert "validate" in combined and "validation_report.md" in combined
-    report = reporting(project, "validation_report.md").read_text()
-    assert "drop-bad/Banana/corrupt.jpg" in report
-    assert hashlib.sha256(conflict_source.read_bytes()).hexdigest() in report
-    assert read_json(reporting(project, "validation_report.json"))["success"] is False
-    assert tree_digest(drops) == raw_before
-    assert tree_digest(project / "data" / "07_model_output" / "package") == model_before
-    assert registered_versions(project) == 3
-    run(project, "dvc", "remove", str(DROPS / "drop-bad.dvc"))
-    shutil.rmtree(drops / "drop-bad")
 
 
 def test_every_notebook_runs_on_the_project(project: Path) -> None:

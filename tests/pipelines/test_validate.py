@@ -1,10 +1,12 @@
-"""The validate stage's Kedro wiring: reports are saved before the gate raises; the hook."""
+"""The validate stage's Kedro wiring: review decisions applied, the contract and the data-quality
+checks reported (JSON, Markdown, review page) before the gate raises; the hook."""
 
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import row
+import yaml
+from helpers import REPO, FakeImageStore, row, sha, synthetic_images
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.json import JSONDataset
@@ -12,11 +14,14 @@ from kedro_datasets.text import TextDataset
 
 from prodcls_pipeline.core.schema import MANIFEST_COLUMNS
 from prodcls_pipeline.framework.hooks import ValidationReportHook
-from prodcls_pipeline.framework.params import ValidateParams
+from prodcls_pipeline.framework.params import SplitParams, TrainParams, ValidateParams
 from prodcls_pipeline.pipelines.validate import create_pipeline
+from prodcls_pipeline.training.embedding_cache import EmbeddingStore
 from prodcls_pipeline.validation.checks import ValidationGateError
+from prodcls_pipeline.validation.review import REVIEW_HEADER
 
-PARAMS = {
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+CONTRACT = {
     "new_class_policy": "allow",
     "min_images_per_class": 2,
     "max_quarantine_fraction": 0.5,
@@ -26,12 +31,10 @@ PARAMS = {
     "max_height": 4000,
     "max_class_share_shift": 0.5,
 }
+NAMES = [("apple", "a1"), ("apple", "a2"), ("pear", "p1"), ("pear", "p2")]
 
 
-def manifest(conflict: bool) -> pd.DataFrame:
-    names = [("apple", "a1"), ("apple", "a2"), ("pear", "p1"), ("pear", "p2")]
-    if conflict:
-        names.append(("pear", "a1"))
+def manifest(names: list[tuple[str, str]]) -> pd.DataFrame:
     rows = [
         row("drop-001", label, name, source_path=f"drop-001/{label}/{name}-{label}.jpg")
         for label, name in names
@@ -39,36 +42,116 @@ def manifest(conflict: bool) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
 
 
-def catalog(frame: pd.DataFrame, reports: Path) -> DataCatalog:
+def validate_params(**duplicates: str) -> ValidateParams:
+    section = {**PARAMS["validate"], **CONTRACT}
+    section["duplicates"] = {**section["duplicates"], **duplicates}
+    return ValidateParams.model_validate(section)
+
+
+def image_store(names: list[str], copies: dict[str, str] | None = None) -> FakeImageStore:
+    """A synthetic image per name; each of `copies` (name: original) the same picture again."""
+    images = dict(zip((sha(name) for name in names), synthetic_images(len(names), 1), strict=True))
+    for copy, original in (copies or {}).items():
+        images[sha(copy)] = images[sha(original)]
+    return FakeImageStore(images)
+
+
+def catalog(
+    frame: pd.DataFrame,
+    tmp_path: Path,
+    store: FakeImageStore,
+    decisions: str = REVIEW_HEADER + "\n",
+    params: ValidateParams | None = None,
+) -> DataCatalog:
     """Files for the reports, as in production: the runner frees consumed MemoryDatasets."""
     return DataCatalog(
         datasets={
             "manifest": MemoryDataset(frame),
+            "review_decisions": MemoryDataset(decisions),
             "previous_validated_manifest": MemoryDataset(pd.DataFrame()),
-            "params:validate": MemoryDataset(ValidateParams.model_validate(PARAMS)),
-            "validation_report": JSONDataset(filepath=str(reports / "report.json")),
-            "validation_report_markdown": TextDataset(filepath=str(reports / "report.md")),
+            "image_store": MemoryDataset(store, copy_mode="assign"),
+            "validation_embeddings": MemoryDataset(
+                EmbeddingStore(tmp_path / "embeddings"), copy_mode="assign"
+            ),
+            "params:validate": MemoryDataset(params or validate_params()),
+            "params:split": MemoryDataset(SplitParams.model_validate(PARAMS["split"])),
+            "params:train": MemoryDataset(TrainParams.model_validate(PARAMS["train"])),
+            "params:seed": MemoryDataset(PARAMS["seed"]),
+            "validation_report": JSONDataset(filepath=str(tmp_path / "report.json")),
+            "validation_report_markdown": TextDataset(filepath=str(tmp_path / "report.md")),
+            "label_review": TextDataset(filepath=str(tmp_path / "review.html")),
             "validated_manifest": MemoryDataset(),
         }
     )
 
 
 def test_passing_manifest_flows_through_the_gate(tmp_path: Path):
-    data = catalog(manifest(conflict=False), tmp_path)
+    store = image_store([name for _, name in NAMES])
+    data = catalog(manifest(NAMES), tmp_path, store)
     SequentialRunner().run(create_pipeline(), data)
-    assert data.load("validation_report")["success"]
+    report = data.load("validation_report")
+    assert report["success"] and report["new_drops"] == ["drop-001"]
+    names = [check["name"] for check in report["checks"]]
+    assert "drift image_mmd (drop-001)" in names and "suspected label errors (drop-001)" in names
     assert data.load("validation_report_markdown").startswith("# Manifest validation")
+    assert "No suspected label errors." in data.load("label_review")
     assert len(data.load("validated_manifest")) == 4
 
 
 def test_failing_gate_raises_after_the_reports_are_saved(tmp_path: Path):
-    data = catalog(manifest(conflict=True), tmp_path)
+    store = image_store([name for _, name in NAMES])
+    data = catalog(manifest([*NAMES, ("pear", "a1")]), tmp_path, store)
     with pytest.raises(ValidationGateError, match="sha256 conflict"):
         SequentialRunner().run(create_pipeline(), data)
     assert not data.load("validation_report")["success"]
     assert "❌ sha256 conflict" in data.load("validation_report_markdown")
+    assert data.load("label_review").startswith("<!DOCTYPE html>")
     with pytest.raises(Exception, match="has not been saved"):
         data.load("validated_manifest")
+
+
+def test_one_picture_under_two_labels_warns_or_blocks_by_policy(tmp_path: Path):
+    names = [*NAMES, ("pear", "p3")]
+    store = image_store([name for _, name in NAMES], copies={"p3": "a1"})
+    warned = catalog(manifest(names), tmp_path / "warn", store)
+    SequentialRunner().run(create_pipeline(), warned)
+    report = warned.load("validation_report")
+    assert report["success"] and "near-duplicates with two labels" in report["warnings"]
+    [pair] = report["duplicates"]["conflicting_pairs"]
+    assert {pair["sha256_a"], pair["sha256_b"]} == {sha("a1"), sha("p3")}
+    assert "Near-duplicate pairs (1)" in warned.load("label_review")
+
+    blocked = catalog(
+        manifest(names), tmp_path / "block", store, params=validate_params(label_conflicts="block")
+    )
+    with pytest.raises(ValidationGateError, match="near-duplicates with two labels"):
+        SequentialRunner().run(create_pipeline(), blocked)
+    assert "❌ | near-duplicates with two labels" in blocked.load("validation_report_markdown")
+
+
+def test_review_decisions_relabel_and_exclude_without_touching_the_manifest(tmp_path: Path):
+    names = [*NAMES, ("apple", "a3"), ("pear", "p3")]
+    store = image_store([name for _, name in names[:-1]], copies={"p3": "a1"})
+    decisions = (
+        f"{REVIEW_HEADER}\n"
+        f"{sha('p3')},exclude,,,same shot as a1\n"
+        f"{sha('a2')},relabel,pear,,checked by hand\n"
+        f"{sha('zz')},keep,,,not delivered yet\n"
+    )
+    frame = manifest(names)
+    original = frame.copy()
+    data = catalog(frame, tmp_path, store, decisions)
+    SequentialRunner().run(create_pipeline(), data)
+    pd.testing.assert_frame_equal(frame, original)
+    report = data.load("validation_report")
+    assert report["success"] and report["warnings"] == []
+    applied = {item["sha256"]: item for item in report["review"]["applied"]}
+    assert applied[sha("p3")]["decision"] == "exclude"
+    assert (applied[sha("a2")]["old_label"], applied[sha("a2")]["new_label"]) == ("apple", "pear")
+    assert [item["sha256"] for item in report["review"]["unmatched"]] == [sha("zz")]
+    validated = data.load("validated_manifest").set_index("sha256")
+    assert sha("p3") not in validated.index and validated.loc[sha("a2"), "label"] == "pear"
+    assert "Review decisions (2 applied)" in data.load("validation_report_markdown")
 
 
 def test_hook_adds_the_report_paths_to_a_gate_error():

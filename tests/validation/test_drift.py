@@ -94,7 +94,9 @@ def test_a_mean_shifted_drop_is_flagged_by_mmd_and_blocks() -> None:
     assert mmd.flagged and mmd.blocking and mmd.policy == "block"
     assert mmd.p_value == pytest.approx(1 / (SETTINGS.permutations + 1))
     assert mmd.statistic > mmd.threshold > 0
-    assert (mmd.drop_images, mmd.reference_images) == (DROP_SIZE, SETTINGS.max_reference)
+    # The reference is drawn to the drop's class mix: as many as its scarcest class allows.
+    assert mmd.drop_images == DROP_SIZE
+    assert DROP_SIZE < mmd.reference_images <= SETTINGS.max_reference
     assert not checks[CLASS_CHI2].flagged and not checks[CLASS_JENSEN_SHANNON].flagged
 
 
@@ -132,8 +134,9 @@ def test_jensen_shannon_distance_matches_a_hand_computation() -> None:
         return sum(xi * math.log2(xi / mi) for xi, mi in zip(x, m, strict=True) if xi > 0)
 
     expected = math.sqrt((kl(p) + kl(q)) / 2)
-    empty = np.zeros((0, DIMENSIONS))
-    check = by_name(drift_checks(reference, drop, empty, empty, SETTINGS))[CLASS_JENSEN_SHANNON]
+    rng = np.random.default_rng(2)
+    embeddings = gaussian(rng, len(reference)), gaussian(rng, len(drop))
+    check = by_name(drift_checks(reference, drop, *embeddings, SETTINGS))[CLASS_JENSEN_SHANNON]
     assert check.statistic == pytest.approx(expected, rel=1e-12)
     assert 0 < expected < 1
 
@@ -157,8 +160,29 @@ def test_mmd_statistic_is_the_unbiased_estimate_with_the_median_bandwidth(
         - 2 * xy.mean()
     )
     settings = DriftSettings(**{**vars(SETTINGS), "min_drop_images": 2})
-    check = by_name(drift_checks(["a"], ["a"], reference, drop, settings))[IMAGE_MMD]
+    one_class = ["a"] * reference_size, ["a"] * drop_size
+    check = by_name(drift_checks(*one_class, reference, drop, settings))[IMAGE_MMD]
     assert check.statistic == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_new_class_mix_is_class_drift_not_image_drift() -> None:
+    rng = np.random.default_rng(9)
+    centres = {label: rng.normal(scale=3.0, size=DIMENSIONS) for label in CLASSES}
+
+    def clustered(names: list[str]) -> np.ndarray:
+        return np.array([centres[name] + rng.normal(size=DIMENSIONS) for name in names])
+
+    reference = labels(rng, REFERENCE_SIZE)
+    # Two classes make 90 % of the drop, and a class the reference never had comes in.
+    skewed = list(rng.choice(CLASSES[:2], size=DROP_SIZE - 6)) + ["new-class"] * 6
+    centres["new-class"] = rng.normal(scale=3.0, size=DIMENSIONS)
+    checks = by_name(
+        drift_checks(reference, skewed, clustered(reference), clustered(skewed), SETTINGS)
+    )
+    assert checks[CLASS_CHI2].flagged
+    mmd = checks[IMAGE_MMD]
+    assert not mmd.flagged and mmd.p_value > SETTINGS.alpha
+    assert mmd.drop_images == DROP_SIZE - 6
 
 
 def test_p_values_and_rates_lie_in_the_unit_interval() -> None:
@@ -198,7 +222,7 @@ def test_results_depend_only_on_the_inputs_and_the_seed() -> None:
 def test_the_first_drop_has_no_reference_and_every_check_is_skipped() -> None:
     rng = np.random.default_rng(7)
     checks = drift_checks(
-        [], labels(rng, DROP_SIZE), np.zeros((0, 0)), gaussian(rng, DROP_SIZE), SETTINGS
+        [], labels(rng, DROP_SIZE), np.zeros((0, DIMENSIONS)), gaussian(rng, DROP_SIZE), SETTINGS
     )
     assert [check.name for check in checks] == list(CHECK_NAMES)
     for check in checks:

@@ -14,6 +14,7 @@ from prodcls_pipeline.audit.documents import (
 )
 from prodcls_pipeline.audit.versions import AuditedVersion
 from prodcls_pipeline.core.schema import SPLITS
+from prodcls_pipeline.validation.review import APPLIED_COLUMNS, REVIEW_FILE
 
 SHORT_HASH = 12
 SHORT_COMMIT = 10
@@ -157,10 +158,19 @@ def show_report(data: dict[str, Any]) -> Report:
             [
                 "validation",
                 "passed" if gates["validation"]["success"] else "failed",
-                gates["validation"]["failed_checks"] or "every check passed",
+                _validation(gates["validation"]),
             ],
             ["promotion", gates["promotion"]["verdict"], gates["promotion"]["reason"]],
         ],
+    )
+    review = Table(
+        f"Review decisions applied (from {REVIEW_FILE})",
+        list(APPLIED_COLUMNS),
+        [
+            [decision.get(column) for column in APPLIED_COLUMNS]
+            for decision in gates["validation"].get("review_decisions", [])
+        ],
+        "" if gates["validation"].get("review_decisions") else "No decision applied.",
     )
     metrics = Table(
         "Test metrics",
@@ -173,7 +183,7 @@ def show_report(data: dict[str, Any]) -> Report:
     return Report(
         f"{record['model_name']} v{data['version']}",
         [
-            Section("Lineage", lines=changed, tables=[summary, drops, verdicts]),
+            Section("Lineage", lines=changed, tables=[summary, drops, verdicts, review]),
             Section("Metrics", tables=[metrics]),
             Section("Model card", markdown=data["model_card"]),
         ],
@@ -414,9 +424,10 @@ def _gates_section(diff: dict[str, Any], a: str, b: str) -> Section:
 
 
 def _validation(gate: dict[str, Any]) -> str:
-    if gate["success"]:
-        return "passed"
-    return "failed: " + cell(gate["failed_checks"])
+    verdict = "failed: " + cell(gate["failed_checks"]) if not gate["success"] else "passed"
+    # Records written before warnings existed have none.
+    warnings = gate.get("warnings") or []
+    return f"{verdict}; warnings: {cell(warnings)}" if warnings else verdict
 
 
 def _image_row(image: dict[str, str]) -> list[str]:

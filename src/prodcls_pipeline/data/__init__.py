@@ -31,9 +31,9 @@ __all__, __getattr__ = lazy_exports(
             "layout_history",
         ],
         "images": ["ImageStore", "IngestSettings"],
-        "layout": ["DROP_ID_PATTERN", "land_drop", "layout_drops"],
+        "layout": ["DROP_ID_PATTERN", "land_drop", "layout_drops", "read_source_dataset"],
         "preprocessing": ["Preprocessing", "eval_transform"],
-        "splitting": ["sample_split"],
+        "splitting": ["assign_splits", "sample_split"],
         "versioning": [
             "DVC_DIR",
             "DVC_FILE_SUFFIX",

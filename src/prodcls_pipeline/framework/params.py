@@ -47,6 +47,42 @@ class IngestParams(Section):
     max_aspect_ratio: Annotated[float, Field(ge=1)]
 
 
+Policy = Literal["block", "warn"]
+
+
+class DriftParams(Section):
+    alpha: Annotated[float, Field(gt=0, lt=1)]
+    permutations: PositiveInt
+    calibration_drops: NonNegativeInt
+    max_reference: Annotated[int, Field(ge=2)]
+    min_drop_images: Annotated[int, Field(ge=2)]
+    class_distribution: Policy
+    image_distribution: Policy
+
+
+class LabelQualityParams(Section):
+    folds: Annotated[int, Field(ge=2)]
+    inverse_regularization: PositiveFloat
+    max_iterations: PositiveInt
+    filter_by: Literal[
+        "low_self_confidence",
+        "low_normalized_margin",
+        "confident_learning",
+        "prune_by_noise_rate",
+        "prune_by_class",
+        "both",
+        "predicted_neq_given",
+    ]
+    max_suspect_share: Share
+    policy: Policy
+
+
+class DuplicatesParams(Section):
+    threshold: Annotated[float, Field(ge=-1, le=1)]
+    label_conflicts: Policy
+    split_leaks: Policy
+
+
 class ValidateParams(Section):
     new_class_policy: Literal["allow", "fail"]
     min_images_per_class: NonNegativeInt
@@ -56,6 +92,10 @@ class ValidateParams(Section):
     max_width: PositiveInt
     max_height: PositiveInt
     max_class_share_shift: Share
+    drift: DriftParams
+    label_quality: LabelQualityParams
+    duplicates: DuplicatesParams
+    review_thumbnail_size: PositiveInt
 
 
 class SplitParams(Section):

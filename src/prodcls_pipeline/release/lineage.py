@@ -137,7 +137,8 @@ def lineage_record(
     tree was dirty), params (the file and the values the run used), environment (lock hash),
     dvc.lock, the parent champion (the one the gate compared against) and the warm start (the
     version training started from, if any: the classifier's `warm_start` record), the gate
-    verdicts and the test metrics."""
+    verdicts with the validation warnings and the reviewer's decisions applied, and the test
+    metrics."""
     champion = promotion.get("champion")
     return {
         "schema_version": RECORD_SCHEMA_VERSION,
@@ -176,6 +177,12 @@ def lineage_record(
                 "failed_checks": [
                     check["name"] for check in validation_report["checks"] if not check["success"]
                 ],
+                "warnings": [
+                    check["name"] for check in validation_report["checks"] if check.get("warning")
+                ],
+                # The reviewer's decisions this data was built with (the review file's rows
+                # that matched an image): the audit shows them beside the verdict.
+                "review_decisions": validation_report.get("review", {}).get("applied", []),
             },
             "promotion": {
                 "verdict": promotion["verdict"],

@@ -64,13 +64,19 @@ class ValidationRules(Rule):
 
 
 @dataclass(frozen=True)
-class _Check:
+class Check:
+    """One line of the report: passed or failed, what was tested, and the offending rows.
+
+    A `warning` is a finding whose policy is to warn: the check passes, and the report says so.
+    """
+
     name: str
     success: bool
     expectation: str
     summary: str
     observed: Any = None
     offending: Rows | None = None
+    warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +86,7 @@ class _Check:
             "summary": self.summary,
             "observed": self.observed,
             "offending": self.offending or [],
+            "warning": self.warning,
         }
 
 
@@ -181,7 +188,7 @@ def select_validated(manifest: pd.DataFrame) -> pd.DataFrame:
     return ok_rows.drop_duplicates("sha256", keep="first").reset_index(drop=True)
 
 
-def _structure_checks(manifest: pd.DataFrame) -> list[_Check]:
+def _structure_checks(manifest: pd.DataFrame) -> list[Check]:
     """Rows, columns, types and nulls; then, once those hold, each column's allowed values."""
     present = [column for column in MANIFEST_COLUMNS if column in manifest.columns]
     expectations: list[Expectation] = [
@@ -199,7 +206,7 @@ def _structure_checks(manifest: pd.DataFrame) -> list[_Check]:
     row_count, columns, *per_column = results
     types, nulls = per_column[: len(present)], per_column[len(present) :]
     checks = [
-        _Check(
+        Check(
             name="manifest not empty",
             success=row_count.success,
             expectation=row_count.expectation_config.type,
@@ -215,7 +222,7 @@ def _structure_checks(manifest: pd.DataFrame) -> list[_Check]:
     return checks
 
 
-def _schema_check(result: ExpectationValidationResult, columns: list[str]) -> _Check:
+def _schema_check(result: ExpectationValidationResult, columns: list[str]) -> Check:
     missing = [column for column in MANIFEST_COLUMNS if column not in columns]
     unexpected = [column for column in columns if column not in MANIFEST_COLUMNS]
     offending = [{"column": column, "problem": "missing"} for column in missing]
@@ -223,7 +230,7 @@ def _schema_check(result: ExpectationValidationResult, columns: list[str]) -> _C
     if not result.success and not offending:
         offending = [{"column": ", ".join(columns), "problem": "out of order"}]
     summary = "; ".join(f"{row['problem']}: {row['column']}" for row in offending)
-    return _Check(
+    return Check(
         name="schema",
         success=result.success,
         expectation=result.expectation_config.type,
@@ -233,7 +240,7 @@ def _schema_check(result: ExpectationValidationResult, columns: list[str]) -> _C
     )
 
 
-def _types_check(results: list[ExpectationValidationResult]) -> _Check:
+def _types_check(results: list[ExpectationValidationResult]) -> Check:
     observed = {}
     offending = []
     for result in results:
@@ -245,7 +252,7 @@ def _types_check(results: list[ExpectationValidationResult]) -> _Check:
         observed[column] = str(found)
         if not result.success:
             offending.append({"column": column, "expected": expected, "observed": str(found)})
-    return _Check(
+    return Check(
         name="column types",
         success=all(result.success for result in results),
         expectation="expect_column_values_to_be_of_type",
@@ -258,14 +265,14 @@ def _types_check(results: list[ExpectationValidationResult]) -> _Check:
     )
 
 
-def _nulls_check(results: list[ExpectationValidationResult], manifest: pd.DataFrame) -> _Check:
+def _nulls_check(results: list[ExpectationValidationResult], manifest: pd.DataFrame) -> Check:
     offending = []
     for result in results:
         column = result.expectation_config.kwargs["column"]
         for index in result.result.get("unexpected_index_list", []):
             offending.append({"column": column, **_row_identity(manifest, index)})
     columns = sorted({row["column"] for row in offending})
-    return _Check(
+    return Check(
         name="missing values",
         success=all(result.success for result in results),
         expectation="expect_column_values_to_not_be_null",
@@ -277,7 +284,7 @@ def _nulls_check(results: list[ExpectationValidationResult], manifest: pd.DataFr
     )
 
 
-def _value_checks(manifest: pd.DataFrame) -> list[_Check]:
+def _value_checks(manifest: pd.DataFrame) -> list[Check]:
     specs: list[tuple[str, Expectation, str]] = [
         (
             "status values",
@@ -306,7 +313,7 @@ def _value_checks(manifest: pd.DataFrame) -> list[_Check]:
             for index in result.result.get("unexpected_index_list", [])
         ]
         checks.append(
-            _Check(
+            Check(
                 name=name,
                 success=result.success,
                 expectation=result.expectation_config.type,
@@ -334,8 +341,8 @@ class _ContentChecks:
         self.new_classes: list[str] = []
         self.distribution: Rows = []
 
-    def run(self) -> list[_Check]:
-        steps: list[Callable[[], _Check]] = [
+    def run(self) -> list[Check]:
+        steps: list[Callable[[], Check]] = [
             self._known_labels,
             self._conflicts,
             self._images_per_class,
@@ -345,12 +352,12 @@ class _ContentChecks:
         ]
         return [step() for step in steps]
 
-    def _known_labels(self) -> _Check:
+    def _known_labels(self) -> Check:
         name, expectation = "known labels", "expect_column_values_to_be_in_set"
         labels = sorted(self._ok["label"].unique())
         if self._previous is None:
             self.new_classes = labels
-            return _Check(
+            return Check(
                 name=name,
                 success=True,
                 expectation=expectation,
@@ -373,7 +380,7 @@ class _ContentChecks:
         ]
         allowed = self._rules.new_class_policy == "allow"
         verdict = "allowed" if allowed else "not allowed (new_class_policy: fail)"
-        return _Check(
+        return Check(
             name=name,
             success=result.success or allowed,
             expectation=expectation,
@@ -387,7 +394,7 @@ class _ContentChecks:
             offending=[] if allowed else offending,
         )
 
-    def _conflicts(self) -> _Check:
+    def _conflicts(self) -> Check:
         pairs = self._manifest[["sha256", "label"]].drop_duplicates().reset_index(drop=True)
         (result,) = _gx_runner().validate(
             "sha256_labels", pairs, [gx.expectations.ExpectColumnValuesToBeUnique(column="sha256")]
@@ -405,7 +412,7 @@ class _ContentChecks:
         examples = _listing(
             [f"{row['sha256'][:12]}…: {' vs '.join(row['labels'])}" for row in self.conflicts]
         )
-        return _Check(
+        return Check(
             name="sha256 conflict",
             success=result.success,
             expectation=result.expectation_config.type,
@@ -416,7 +423,7 @@ class _ContentChecks:
             offending=self.conflicts,
         )
 
-    def _images_per_class(self) -> _Check:
+    def _images_per_class(self) -> Check:
         counts = (
             self._ok.groupby("label")["sha256"].nunique().rename("images").reset_index()
         ).sort_values("label", ignore_index=True)
@@ -429,7 +436,7 @@ class _ContentChecks:
         small = counts.loc[result.result.get("unexpected_index_list", [])]
         offending = small.to_dict("records")
         listing = _listing([f"{row['label']} has {row['images']}" for row in offending])
-        return _Check(
+        return Check(
             name="images per class",
             success=result.success,
             expectation=result.expectation_config.type,
@@ -440,7 +447,7 @@ class _ContentChecks:
             offending=offending,
         )
 
-    def _quarantine_fraction(self) -> _Check:
+    def _quarantine_fraction(self) -> Check:
         per_drop = (
             self._manifest.assign(quarantined=self._manifest["status"] == QUARANTINED)
             .groupby("drop")
@@ -463,7 +470,7 @@ class _ContentChecks:
                 for row in offending
             ]
         )
-        return _Check(
+        return Check(
             name="quarantine fraction",
             success=result.success,
             expectation=result.expectation_config.type,
@@ -474,7 +481,7 @@ class _ContentChecks:
             offending=offending,
         )
 
-    def _image_size(self) -> _Check:
+    def _image_size(self) -> Check:
         rules = self._rules
         results = _gx_runner().validate(
             "ok_images",
@@ -500,7 +507,7 @@ class _ContentChecks:
         bounds = (
             f"[{rules.min_width}, {rules.max_width}] × [{rules.min_height}, {rules.max_height}]"
         )
-        return _Check(
+        return Check(
             name="image size",
             success=all(result.success for result in results),
             expectation=results[0].expectation_config.type,
@@ -518,7 +525,7 @@ class _ContentChecks:
             offending=offending,
         )
 
-    def _class_distribution(self) -> _Check:
+    def _class_distribution(self) -> Check:
         name, expectation = "class distribution", "expect_column_values_to_be_between"
         current = _class_shares(self._ok)
         if self._previous is None:
@@ -533,7 +540,7 @@ class _ContentChecks:
                 }
                 for label, (images, share) in current.items()
             ]
-            return _Check(
+            return Check(
                 name=name,
                 success=True,
                 expectation=expectation,
@@ -574,7 +581,7 @@ class _ContentChecks:
             ]
         )
         largest = float(table["share_change"].abs().max()) if len(table) else 0.0
-        return _Check(
+        return Check(
             name=name,
             success=result.success,
             expectation=expectation,

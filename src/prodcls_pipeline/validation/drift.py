@@ -8,7 +8,10 @@ Three checks, each calibrated on the reference itself rather than on a guessed t
   no p-value of its own, so its threshold is the (1 − alpha) quantile of the distances of
   pseudo-drops: samples of the drop's size drawn from the reference without replacement.
 - `image_mmd`: unbiased MMD² between drop and reference embeddings, RBF kernel with the median
-  heuristic bandwidth, permutation p-value; flags at p < alpha.
+  heuristic bandwidth, permutation p-value; flags at p < alpha. It compares class for class: the
+  drop's images of known classes against reference images drawn to the drop's class mix, the
+  permutations drawn within classes. Embeddings cluster by class, so otherwise a new class mix
+  (what the class checks are for) would read as image drift.
 
 Every check also reports its false-alarm rate on `calibration_drops` pseudo-drops, each tested
 against the rest of the reference exactly like a real drop (the MMD pseudo-tests with the fewest
@@ -57,6 +60,7 @@ _PERMUTATION_STREAM = 2
 _CLASS_CALIBRATION_STREAM = 3
 _IMAGE_CALIBRATION_POOL_STREAM = 4
 _IMAGE_CALIBRATION_STREAM = 5
+_CLASS_MATCH_STREAM = 6
 
 _NO_REFERENCE = "no reference yet: the first drop has nothing to drift from"
 
@@ -206,17 +210,68 @@ def drift_checks(
 ) -> list[DriftCheck]:
     """The three drift checks of a drop, in `CHECK_NAMES` order.
 
-    The labels and the embeddings are separate samples (their rows need not be aligned): the
-    class checks compare label counts, the image check embedding rows.
+    Row i of each embeddings array is the image labelled by item i of its labels: the class
+    checks compare label counts; the image check compares the embeddings class for class (see
+    `class_matched_rows`) and permutes them within classes, so its p-value is exact for the
+    question it asks.
     """
+    reference_labels, drop_labels = list(reference_labels), list(drop_labels)
+    if len(reference_labels) != len(reference_embeddings) or len(drop_labels) != len(
+        drop_embeddings
+    ):
+        raise ValueError(
+            f"One label per embedding row: {len(reference_labels)} reference labels for "
+            f"{len(reference_embeddings)} rows, {len(drop_labels)} drop labels for "
+            f"{len(drop_embeddings)} rows"
+        )
+    reference = np.asarray(reference_embeddings, dtype=np.float64)
+    drop = np.asarray(drop_embeddings, dtype=np.float64)
+    if reference_labels:
+        reference_rows, drop_rows = class_matched_rows(reference_labels, drop_labels, settings)
+    else:
+        # Nothing to match: the check is skipped, and says how many images the drop had.
+        reference_rows, drop_rows = np.zeros(0, dtype=np.intp), np.arange(len(drop))
     return [
-        *_class_checks(list(reference_labels), list(drop_labels), settings),
+        *_class_checks(reference_labels, drop_labels, settings),
         _image_check(
-            np.asarray(reference_embeddings, dtype=np.float64),
-            np.asarray(drop_embeddings, dtype=np.float64),
+            reference,
+            reference[reference_rows],
+            drop[drop_rows],
+            np.asarray(reference_labels, dtype=object)[reference_rows],
+            np.asarray(drop_labels, dtype=object)[drop_rows],
             settings,
         ),
     ]
+
+
+def class_matched_rows(
+    reference_labels: Sequence[str], drop_labels: Sequence[str], settings: DriftSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which reference and drop rows the image check compares, so that it compares like with like.
+
+    The drop's rows are its images of classes the reference holds; the reference's are drawn
+    (seeded, without replacement) so that each of those classes has the share it has in the
+    drop, as many as the scarcest class allows and at most `max_reference`. Embeddings cluster by
+    class, so without this a new class or a new class mix — which the class checks and the known
+    labels check report — would read as image drift; with it the image check asks only whether
+    each class's images look as they did.
+    """
+    reference = np.asarray(reference_labels, dtype=object)
+    drop = np.asarray(drop_labels, dtype=object)
+    known = np.isin(drop, reference)
+    drop_rows = np.flatnonzero(known)
+    if not len(drop_rows):
+        return np.zeros(0, dtype=np.intp), drop_rows
+    classes, drop_counts = np.unique(drop[drop_rows], return_counts=True)
+    shares = drop_counts / drop_counts.sum()
+    available = np.array([np.count_nonzero(reference == label) for label in classes])
+    size = min(settings.max_reference, int(np.min(available / shares)))
+    rng = _rng(settings.seed, _CLASS_MATCH_STREAM)
+    taken = [
+        rng.choice(np.flatnonzero(reference == label), size=count, replace=False)
+        for label, count in zip(classes, np.floor(size * shares).astype(int), strict=True)
+    ]
+    return np.sort(np.concatenate(taken)), drop_rows
 
 
 # --- class distribution -------------------------------------------------------------------------
@@ -367,7 +422,14 @@ def _empirical_p_value(statistic: float, null: np.ndarray) -> float:
 # --- image distribution -------------------------------------------------------------------------
 
 
-def _image_check(reference: np.ndarray, drop: np.ndarray, settings: DriftSettings) -> DriftCheck:
+def _image_check(
+    accepted: np.ndarray,
+    reference: np.ndarray,
+    drop: np.ndarray,
+    reference_labels: np.ndarray,
+    drop_labels: np.ndarray,
+    settings: DriftSettings,
+) -> DriftCheck:
     sizes = {"drop_images": len(drop), "reference_images": len(reference)}
     policy = settings.image_policy
     if len(reference) == 0:
@@ -383,13 +445,21 @@ def _image_check(reference: np.ndarray, drop: np.ndarray, settings: DriftSetting
             f"Embeddings must be 2-D with one width; got {reference.shape} and {drop.shape}"
         )
     cap = settings.max_reference
-    reference_sample = _subsample(reference, cap, _rng(settings.seed, _REFERENCE_SUBSAMPLE_STREAM))
-    drop_sample = _subsample(drop, cap, _rng(settings.seed, _DROP_SUBSAMPLE_STREAM))
+    reference_rows = _subsample(
+        np.arange(len(reference)), cap, _rng(settings.seed, _REFERENCE_SUBSAMPLE_STREAM)
+    )
+    drop_rows = _subsample(np.arange(len(drop)), cap, _rng(settings.seed, _DROP_SUBSAMPLE_STREAM))
+    reference_sample, drop_sample = reference[reference_rows], drop[drop_rows]
     permutation_rng = _rng(settings.seed, _PERMUTATION_STREAM)
     statistic, threshold, p_value = _mmd_test(
-        np.vstack([drop_sample, reference_sample]), len(drop_sample), settings, permutation_rng
+        np.vstack([drop_sample, reference_sample]),
+        len(drop_sample),
+        np.concatenate([drop_labels[drop_rows], reference_labels[reference_rows]]),
+        settings,
+        permutation_rng,
     )
-    pseudo_p = _mmd_calibration(reference, len(drop_sample), settings)
+    # Pseudo-drops come from all the accepted data, as a drop of its own mix would.
+    pseudo_p = _mmd_calibration(accepted, len(drop_sample), settings)
     return _tested(
         IMAGE_MMD,
         statistic,
@@ -425,12 +495,17 @@ def _mmd_calibration(reference: np.ndarray, drop_size: int, settings: DriftSetti
 
 
 def _mmd_test(
-    pooled: np.ndarray, drop_size: int, settings: DriftSettings, rng: np.random.Generator
+    pooled: np.ndarray,
+    drop_size: int,
+    strata: np.ndarray,
+    settings: DriftSettings,
+    rng: np.random.Generator,
 ) -> tuple[float, float, float]:
-    """MMD² of rows [:drop_size] vs the rest, the statistic at p = alpha, and the p-value."""
+    """MMD² of rows [:drop_size] vs the rest, the statistic at p = alpha, and the p-value, the
+    permutations drawn within each stratum (class) of `strata`."""
     kernel = _PooledKernel(_rbf_kernel(pooled))
     return _permutation_test(
-        kernel, np.arange(drop_size), settings.permutations, settings.alpha, rng
+        kernel, np.arange(drop_size), settings.permutations, settings.alpha, rng, strata
     )
 
 
@@ -501,14 +576,21 @@ def _permutation_test(
     permutations: int,
     alpha: float,
     rng: np.random.Generator,
+    strata: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """Unbiased MMD² of rows `drop_rows` vs the other rows of the pooled `kernel`, against
-    `permutations` random relabellings: (statistic, null (1 - alpha) quantile, p-value)."""
+    `permutations` random relabellings: (statistic, null (1 - alpha) quantile, p-value).
+
+    With `strata`, each relabelling keeps every stratum's count on each side, as the observed
+    split has it."""
     size = len(kernel)
     # MMD² is symmetric in its two samples, so only the smaller side's block is gathered.
     small = min(len(drop_rows), size - len(drop_rows))
     observed = drop_rows if len(drop_rows) == small else np.setdiff1d(np.arange(size), drop_rows)
-    null_groups = _random_subsets(rng, size, small, permutations)
+    if strata is None:
+        null_groups = _random_subsets(rng, size, small, permutations)
+    else:
+        null_groups = _stratified_subsets(rng, strata, observed, permutations)
     statistics = kernel.mmd2(np.vstack([observed[None, :], null_groups]))
     statistic, null = float(statistics[0]), statistics[1:]
     return statistic, _quantile_threshold(null, alpha), _empirical_p_value(statistic, null)
@@ -529,6 +611,19 @@ def _random_subsets(rng: np.random.Generator, size: int, count: int, draws: int)
     if count == size:
         return np.argsort(keys, axis=1)
     return np.argpartition(keys, count - 1, axis=1)[:, :count]
+
+
+def _stratified_subsets(
+    rng: np.random.Generator, strata: np.ndarray, observed: np.ndarray, draws: int
+) -> np.ndarray:
+    """`draws` rows of indices, each with as many indices of every stratum as `observed` has,
+    drawn uniformly within the stratum."""
+    parts = []
+    for stratum in np.unique(strata[observed]):
+        members = np.flatnonzero(strata == stratum)
+        count = int(np.count_nonzero(strata[observed] == stratum))
+        parts.append(members[_random_subsets(rng, len(members), count, draws)])
+    return np.hstack(parts) if parts else np.zeros((draws, 0), dtype=np.intp)
 
 
 def _subsample(rows: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:

@@ -24,7 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from prodcls_pipeline.validation.duplicates import PAIR_COLUMNS, PAIR_LABEL_COLUMNS
+from prodcls_pipeline.validation.label_quality import SUSPECT_COLUMNS
+
 REVIEW_FILE_NAME = "review_decisions.csv"
+# Where the project keeps it (conf/base/catalog.yml `review_decisions`), as messages name it.
+REVIEW_FILE = f"data/01_raw/{REVIEW_FILE_NAME}"
+# The manifest columns a decision reads or writes.
+REVIEWED_COLUMNS = ("sha256", "label", "coarse_label")
 REVIEW_COLUMNS = ("sha256", "decision", "label", "coarse_label", "note")
 REVIEW_HEADER = ",".join(REVIEW_COLUMNS)
 KEEP, RELABEL, EXCLUDE = "keep", "relabel", "exclude"
@@ -36,19 +43,6 @@ COMMENT_PREFIX = "#"
 
 # What the audit shows of each decision that matched an image.
 APPLIED_COLUMNS = ("sha256", "decision", "old_label", "new_label", "rows", "note")
-
-# The tables the validate stage hands over: suspected label errors and near-duplicate pairs,
-# each pair with the labels and/or the splits of its two images.
-SUSPECT_COLUMNS = (
-    "sha256",
-    "given_label",
-    "suggested_label",
-    "given_probability",
-    "suggested_probability",
-)
-PAIR_COLUMNS = ("sha256_a", "sha256_b", "similarity")
-PAIR_LABEL_COLUMNS = ("label_a", "label_b")
-PAIR_SPLIT_COLUMNS = ("split_a", "split_b")
 
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 PROBABILITY_DIGITS = 3
@@ -196,6 +190,10 @@ def apply_review(manifest: pd.DataFrame, decisions: pd.DataFrame) -> ReviewOutco
     """The manifest with the decisions applied (relabelled, excluded rows removed) and what was
     done. Neither input is changed."""
     decisions = _checked_decisions(decisions)
+    if any(column not in manifest.columns for column in REVIEWED_COLUMNS):
+        # The contract check reports the broken manifest; no decision can be placed in it.
+        nothing_applied = pd.DataFrame(columns=list(APPLIED_COLUMNS))
+        return ReviewOutcome(manifest, nothing_applied, decisions, frozenset())
     shas = manifest["sha256"]
     matched_mask = decisions["sha256"].isin(set(shas))
     matched = decisions[matched_mask].reset_index(drop=True)
@@ -308,6 +306,16 @@ def _applied_table(manifest: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFram
         columns=list(APPLIED_COLUMNS),
     )
     return applied.astype({column: "str" for column in APPLIED_COLUMNS if column != "rows"})
+
+
+def review_section(outcome: ReviewOutcome) -> dict[str, object]:
+    """What the review did, for the validation report and the audit: the decisions applied and
+    those that matched no image."""
+    return {
+        "file": REVIEW_FILE,
+        "applied": outcome.applied.to_dict("records"),
+        "unmatched": outcome.unmatched.to_dict("records"),
+    }
 
 
 def decision_row(

@@ -14,16 +14,16 @@ from collections.abc import Callable, Iterable, Mapping
 import pandas as pd
 from PIL import Image, ImageOps
 
+from prodcls_pipeline.validation.duplicates import PAIR_COLUMNS
+from prodcls_pipeline.validation.label_quality import SUSPECT_COLUMNS
 from prodcls_pipeline.validation.review import (
     DECISIONS,
     EXCLUDE,
     KEEP,
-    PAIR_COLUMNS,
     PROBABILITY_DIGITS,
     RELABEL,
     REVIEW_HEADER,
     SIMILARITY_DIGITS,
-    SUSPECT_COLUMNS,
     ReviewOption,
     format_number,
     pair_options,
