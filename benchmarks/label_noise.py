@@ -2,13 +2,13 @@
 """How many flipped labels the validate stage's label-quality check finds, and where
 near-duplicates start.
 
-Label noise: the accepted data is the Grocery Store official train + val images. Per seed, a
-seeded drop of a quarter of the train images gets `--fraction` of its labels flipped, once to any
-other fine class (`random`) and once to another fine class of the same coarse class
-(`within_coarse`, the harder case: a Granny-Smith called a Pink-Lady). Each time
-`validation.label_quality.find_suspects` runs over all the images (accepted and drop, each once)
-with the `validate.label_quality` settings of params.yaml, and the drop's suspects are scored
-against its flips; the rows pool the seeds.
+Label noise: per seed and noise kind, the dataset is laid out as the chronological history
+`prodcls drops --history` makes, with `--fraction` of one drop's train labels wrong (`random`: to
+any other fine class; `within_coarse`: to another fine class of the same coarse class, the harder
+case: a Granny-Smith called a Pink-Lady) and the truth in its side file. As when that drop lands,
+`validation.label_quality.find_suspects` runs over every image delivered up to it (each once, with
+the labels the drops give) with the `validate.label_quality` settings of params.yaml, and the
+noisy drop's suspects are scored against the truth file; the rows pool the seeds.
 
 Near-duplicates: `--copies` seeded images re-delivered as other files (downscaled to 80 % and
 saved as JPEG quality 90, a mild re-export, and quality 60, a harsh one), each copy's cosine with
@@ -27,8 +27,10 @@ Embeddings are the frozen backbone's, cached by sha256 and view in benchmarks/.c
 """
 
 import argparse
+import csv
 import io
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,10 +52,19 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.drift import DEFAULT_BATCH_SIZE, DatasetImage, Embedder, hashed
+from prodcls_pipeline.core.digests import sha256_file
 from prodcls_pipeline.core.numbers import round_metric
 from prodcls_pipeline.core.rules import RuleParamsError
 from prodcls_pipeline.core.schema import TEST, TRAIN, VAL
-from prodcls_pipeline.data.layout import read_source_dataset
+from prodcls_pipeline.data import (
+    NOISE_KINDS,
+    NOISY,
+    RANDOM_NOISE,
+    TRUTH_COLUMNS,
+    layout_history,
+    read_source_dataset,
+    scan_drop,
+)
 from prodcls_pipeline.validation.duplicates import (
     DuplicateSettings,
     label_conflicts,
@@ -85,33 +96,19 @@ DUPLICATE_FIELDS = (
     "share_at_threshold",
 )
 DUPLICATE_KEY = ("comparison",)
-RANDOM, WITHIN_COARSE = "random", "within_coarse"
-NOISES = (RANDOM, WITHIN_COARSE)
 NEAREST_OTHER = "nearest_other_image"
 
 DEFAULT_FRACTION = 0.05
 DEFAULT_SEEDS = (0, 1, 2, 3)
 DEFAULT_COPIES = 200
-# The drop: this share of the official train images, drawn per seed.
-DROP_SHARE = 0.25
+# Drops of the history each seed lays out; one of them is the noisy drop.
+HISTORY_DROPS = 6
 # What the task asks of the check on random flips.
 MIN_PRECISION = 0.8
 MIN_RECALL = 0.8
-# Until params.yaml has a `validate.label_quality` section, the values proposed for it.
-PROPOSED_LABEL_QUALITY_PARAMS = {
-    "folds": 5,
-    "inverse_regularization": 0.1,
-    "max_iterations": 1000,
-    "filter_by": "low_self_confidence",
-    "max_suspect_share": 0.1,
-    "policy": "warn",
-}
-# Until params.yaml has a `validate.duplicates` section, the threshold proposed for it.
-PROPOSED_DUPLICATE_THRESHOLD = 0.97
 # Thresholds at which the copies caught and the images paired with another photo are printed.
 SWEEP_THRESHOLDS = (0.93, 0.95, 0.96, 0.97, 0.98, 0.99)
 COPY_PREFIX = "copy-"
-ACCEPTED_SPLITS = (TRAIN, VAL)
 QUANTILES = {"p01": 0.01, "p05": 0.05, "median": 0.5, "p95": 0.95, "p99": 0.99}
 # Rows of the similarity matrix computed at once for the nearest-other search.
 SIMILARITY_BLOCK_ROWS = 1024
@@ -119,10 +116,9 @@ SIMILARITY_BLOCK_ROWS = 1024
 
 @dataclass(frozen=True)
 class LabelledImage:
-    """A dataset image with its sha256, fine and coarse label and official split."""
+    """A dataset image with its sha256, fine label and official split."""
 
     image: DatasetImage
-    coarse: str
     split: str
 
     @property
@@ -138,12 +134,11 @@ def read_dataset(dataset: Path) -> list[LabelledImage]:
     """Every image of `dataset` once (by sha256), train first, then val, then test; an image
     delivered in two splits keeps the earlier one."""
     sources = read_source_dataset(dataset)
-    coarse = {source.label: source.coarse_label for source in sources}
     images: list[LabelledImage] = []
     for split in (TRAIN, VAL, TEST):
         lines = [(dataset / s.relative_path, s.label) for s in sources if s.split == split]
         for image in hashed(lines, exclude={image.sha256 for image in images}):
-            images.append(LabelledImage(image, coarse[image.label], split))
+            images.append(LabelledImage(image, split))
     return images
 
 
@@ -184,58 +179,58 @@ def label_quality_settings(
     params: dict[str, Any], overrides: Sequence[str] = ()
 ) -> LabelQualitySettings:
     """The `validate.label_quality` settings, with `overrides` ("key=value", YAML values)."""
-    section = params.get("validate", {}).get("label_quality")
-    if section is None:
-        print("params.yaml has no validate.label_quality yet: using the proposed values")
-        section = PROPOSED_LABEL_QUALITY_PARAMS
     changes = {}
     for override in overrides:
         key, separator, value = override.partition("=")
         if not separator:
             raise ConfigurationError(f"--set wants KEY=VALUE, got {override!r}")
         changes[key.strip()] = yaml.safe_load(value)
+    section = params["validate"]["label_quality"]
     return LabelQualitySettings.from_params({**section, **changes}, seed=params["seed"])
 
 
 def duplicate_threshold(params: dict[str, Any]) -> float:
-    section = params.get("validate", {}).get("duplicates")
-    if section is None:
-        print("params.yaml has no validate.duplicates yet: using the proposed threshold")
-        return PROPOSED_DUPLICATE_THRESHOLD
-    return DuplicateSettings.from_params(section).threshold
+    return DuplicateSettings.from_params(params["validate"]["duplicates"]).threshold
 
 
-def draw_drop(train_rows: Sequence[int], seed: int) -> np.ndarray:
-    """A seeded `DROP_SHARE` of the train rows, sorted."""
-    size = round(DROP_SHARE * len(train_rows))
-    return np.sort(np.random.default_rng(seed).choice(train_rows, size=size, replace=False))
+@dataclass(frozen=True)
+class NoisyHistory:
+    """What validate sees when a history's noisy drop lands, and the truth about it."""
+
+    sha256s: list[str]
+    labels: list[str]
+    noisy_drop: list[str]
+    wrong: set[str]
 
 
-def flip_labels(
-    images: Sequence[LabelledImage], drop: np.ndarray, fraction: float, noise: str, seed: int
-) -> tuple[list[str], set[int]]:
-    """All labels, with `fraction` of the drop's flipped (`noise`: to any other class or to
-    another class of the same coarse class); and the flipped rows."""
-    rng = np.random.default_rng([seed, NOISES.index(noise)])
-    labels = [image.label for image in images]
-    classes = sorted(set(labels))
-    fine_by_coarse: dict[str, set[str]] = {}
-    for image in images:
-        fine_by_coarse.setdefault(image.coarse, set()).add(image.label)
-    siblings = {
-        image.label: sorted(fine_by_coarse[image.coarse] - {image.label}) for image in images
-    }
-    candidates = drop if noise == RANDOM else [row for row in drop if siblings[labels[row]]]
-    count = round(fraction * len(drop))
-    if count > len(candidates):
-        raise ValueError(f"{count} {noise} flips asked; only {len(candidates)} images can take one")
-    flipped = rng.choice(candidates, size=count, replace=False)
-    for row in flipped:
-        choices = (
-            [c for c in classes if c != labels[row]] if noise == RANDOM else siblings[labels[row]]
-        )
-        labels[row] = str(rng.choice(choices))
-    return labels, {int(row) for row in flipped}
+def noisy_history(
+    dataset: Path, folder: Path, fraction: float, noise: str, seed: int
+) -> NoisyHistory:
+    """Lay `dataset` out in `folder` as `prodcls drops --history` does, with `fraction` of the
+    noisy drop's train labels wrong; every image delivered up to that drop (first delivery
+    wins), the noisy drop's images and the truth file's wrong ones."""
+    truth_file = folder / "label-noise.csv"
+    layout = layout_history(
+        dataset,
+        folder / "drops",
+        HISTORY_DROPS,
+        label_noise=fraction,
+        noise_kind=noise,
+        seed=seed,
+        truth_file=truth_file,
+    )
+    [noisy] = layout.with_role(NOISY)
+    labels: dict[str, str] = {}
+    noisy_drop: list[str] = []
+    for drop in layout.drops[: layout.drops.index(noisy) + 1]:
+        for file in scan_drop(drop):
+            digest = sha256_file(drop.parent / file.source_path)
+            labels.setdefault(digest, file.label)
+            if drop == noisy:
+                noisy_drop.append(digest)
+    with truth_file.open(newline="", encoding="utf-8") as stream:
+        wrong = {row[TRUTH_COLUMNS[2]] for row in csv.DictReader(stream)}
+    return NoisyHistory(list(labels), list(labels.values()), noisy_drop, wrong)
 
 
 @dataclass(frozen=True)
@@ -258,12 +253,10 @@ class Score:
         )
 
 
-def score_drop(sha256s: Sequence[str], suspects: Any, drop: np.ndarray, flipped: set[int]) -> Score:
-    """The drop's suspects against its flipped rows."""
-    drop_shas = [sha256s[row] for row in drop]
-    flagged = set(drop_suspects(suspects, drop_shas)["sha256"])
-    found = {sha256s[row] for row in flipped} & flagged
-    return Score(len(flipped), len(flagged), len(found))
+def score_drop(history: NoisyHistory, suspects: Any) -> Score:
+    """The noisy drop's suspects against the truth file's wrong labels."""
+    flagged = set(drop_suspects(suspects, history.noisy_drop)["sha256"])
+    return Score(len(history.wrong), len(flagged), len(history.wrong & flagged))
 
 
 def noise_rows(scores: dict[str, Score]) -> list[dict[str, Any]]:
@@ -280,7 +273,7 @@ def noise_rows(scores: dict[str, Score]) -> list[dict[str, Any]]:
 
 
 def target_line(rows: list[dict[str, Any]]) -> str:
-    [row] = [row for row in rows if row["noise"] == RANDOM]
+    [row] = [row for row in rows if row["noise"] == RANDOM_NOISE]
     precision, recall = row["precision"] or 0.0, row["recall"] or 0.0
     met = precision >= MIN_PRECISION and recall >= MIN_RECALL
     return (
@@ -290,15 +283,16 @@ def target_line(rows: list[dict[str, Any]]) -> str:
 
 
 def run_label_noise(
+    dataset: Path,
     images: list[LabelledImage],
     embeddings: np.ndarray,
     settings: LabelQualitySettings,
     fraction: float,
     seeds: Sequence[int],
 ) -> list[dict[str, Any]]:
+    row_of = {image.sha256: row for row, image in enumerate(images)}
     sha256s = [image.sha256 for image in images]
     labels = [image.label for image in images]
-    train_rows = [row for row, image in enumerate(images) if image.split == TRAIN]
     started = time.perf_counter()
     clean = find_suspects(sha256s, embeddings, labels, settings)
     seconds = time.perf_counter() - started
@@ -311,20 +305,19 @@ def run_label_noise(
         f"Clean labels: probe out-of-fold top-1 {top1:.4f}; {len(clean)} suspects among all "
         f"{len(images)} images ({seconds:.0f} s per find_suspects)"
     )
-    scores = {noise: Score(0, 0, 0) for noise in NOISES}
-    runs = [(seed, noise) for seed in seeds for noise in NOISES]
-    for seed, noise in tqdm(runs, desc="find_suspects", unit="run"):
-        drop = draw_drop(train_rows, seed)
-        drop_shas = [sha256s[row] for row in drop]
-        noisy, flipped = flip_labels(images, drop, fraction, noise, seed)
-        suspects = find_suspects(sha256s, embeddings, noisy, settings)
-        score = score_drop(sha256s, suspects, drop, flipped)
+    scores = {noise: Score(0, 0, 0) for noise in NOISE_KINDS}
+    runs = [(seed, noise) for seed in seeds for noise in NOISE_KINDS]
+    for seed, noise in tqdm(runs, desc="history + find_suspects", unit="run"):
+        with tempfile.TemporaryDirectory(prefix="prodcls-label-noise-") as folder:
+            history = noisy_history(dataset, Path(folder), fraction, noise, seed)
+        rows = [row_of[sha256] for sha256 in history.sha256s]
+        suspects = find_suspects(history.sha256s, embeddings[rows], history.labels, settings)
+        score = score_drop(history, suspects)
         scores[noise] += score
         tqdm.write(
-            f"  seed {seed}  {noise:13}  drop {len(drop)}  flipped {score.flipped}  "
-            f"flagged {score.flagged}  found {score.found}  "
-            f"share {suspect_share(suspects, drop_shas):.3f}  "
-            f"(clean drop: {len(drop_suspects(clean, drop_shas))} suspects)"
+            f"  seed {seed}  {noise:13}  images {len(rows)}  noisy drop "
+            f"{len(history.noisy_drop)}  wrong {score.flipped}  flagged {score.flagged}  "
+            f"found {score.found}  share {suspect_share(suspects, history.noisy_drop):.3f}"
         )
     return noise_rows(scores)
 
@@ -460,25 +453,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     images = read_dataset(dataset)
-    accepted_rows = [row for row, image in enumerate(images) if image.split in ACCEPTED_SPLITS]
-    accepted = [images[row] for row in accepted_rows]
     if args.copies > len(images):
         print(f"error: --copies {args.copies} > {len(images)} images", file=sys.stderr)
         return 2
     embedder = Embedder([image.image for image in images], args.batch_size)
     embeddings = embedder.embed([image.sha256 for image in images])
-    accepted_embeddings = embeddings[accepted_rows]
     try:
-        rows = run_label_noise(accepted, accepted_embeddings, settings, args.fraction, args.seeds)
+        rows = run_label_noise(dataset, images, embeddings, settings, args.fraction, args.seeds)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    train = sum(image.split == TRAIN for image in accepted)
     print(
-        f"\nLabel noise on {dataset_label(dataset)}: {len(accepted)} train + val images, "
-        f"{len({image.label for image in accepted})} classes; per seed a drop of "
-        f"{round(DROP_SHARE * train)} train images with {args.fraction:.0%} of its labels "
-        f"flipped; seeds {', '.join(map(str, args.seeds))} pooled ({settings})"
+        f"\nLabel noise on {dataset_label(dataset)}: per seed a history of {HISTORY_DROPS} "
+        f"drops with {args.fraction:.0%} of one drop's train labels wrong; seeds "
+        f"{', '.join(map(str, args.seeds))} pooled ({settings})"
     )
     print(format_table(rows, FIELDS))
     print("\n" + target_line(rows))
