@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
@@ -38,7 +38,13 @@ from prodcls_pipeline.core.digests import sha256_file
 from prodcls_pipeline.core.numbers import round_metric
 from prodcls_pipeline.training.embedding_cache import CLEAN_VIEW, EmbeddingStore
 from prodcls_pipeline.training.frozen_embeddings import embed_frozen
-from prodcls_pipeline.validation.drift import CHECK_NAMES, IMAGE_MMD, DriftSettings, drift_checks
+from prodcls_pipeline.validation.drift import (
+    CHECK_NAMES,
+    IMAGE_MMD,
+    DriftCheck,
+    DriftSettings,
+    drift_checks,
+)
 
 BENCHMARK = "drift"
 FIELDS = ("shift", "check", "drops", "flagged_rate")
@@ -53,16 +59,11 @@ DEFAULT_BATCH_SIZE = 32
 # 95 % of shifted drops caught by the image check.
 MAX_FALSE_ALARM_RATE = 0.05
 MIN_DETECTION_RATE = 0.95
-# Until params.yaml has a `validate.drift` section, the values proposed for it.
-PROPOSED_DRIFT_PARAMS = {
-    "alpha": 0.01,
-    "permutations": 1000,
-    "calibration_drops": 100,
-    "max_reference": 2000,
-    "min_drop_images": 30,
-    "class_distribution": "warn",
-    "image_distribution": "block",
-}
+# The image check's effect floors compared side by side (params.yaml `validate.drift.min_effect`).
+MIN_EFFECT_SWEEP = (0.0, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005)
+SWEEP_BENCHMARK = "drift_min_effect"
+SWEEP_FIELDS = ("min_effect", "shift", "drops", "flagged_rate")
+SWEEP_KEY = ("min_effect", "shift")
 
 # The Grocery Store layout (see data/layout.py): classes.csv and `<split>.txt` lines
 # `path, fine_id, coarse_id`.
@@ -157,11 +158,7 @@ def disjoint_drops(available: int, drops: int, size: int, seed: int) -> list[np.
 
 
 def drift_settings(params: dict[str, Any]) -> DriftSettings:
-    section = params.get("validate", {}).get("drift")
-    if section is None:
-        print("params.yaml has no validate.drift yet: using the proposed values")
-        section = PROPOSED_DRIFT_PARAMS
-    return DriftSettings.from_params(section, seed=params["seed"])
+    return DriftSettings.from_params(params["validate"]["drift"], seed=params["seed"])
 
 
 def flagged_rows(flags: dict[tuple[str, str], list[bool]]) -> list[dict[str, Any]]:
@@ -194,6 +191,23 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class ImageTest:
+    """One image check's MMD², its permutation null's (1 - alpha) quantile, and its p-value."""
+
+    statistic: float
+    null_quantile: float
+    p_value: float
+
+    @classmethod
+    def of(cls, check: DriftCheck, settings: DriftSettings) -> Self:
+        # The check's threshold is the null quantile plus the effect floor it ran with.
+        return cls(check.statistic, check.threshold - settings.min_effect, check.p_value)
+
+    def flagged(self, min_effect: float, alpha: float) -> bool:
+        return self.p_value < alpha and self.statistic > self.null_quantile + min_effect
+
+
 class Embedder:
     """Frozen-backbone embeddings of dataset images under a view, cached by sha256 and view."""
 
@@ -223,8 +237,9 @@ def run_drops(
     drops: list[np.ndarray],
     settings: DriftSettings,
     embedder: Embedder,
-) -> tuple[dict[tuple[str, str], list[bool]], dict[str, list[float]]]:
-    """Flags per (shift, check) over the drops, and the checks' calibrated false-alarm rates."""
+) -> tuple[dict[tuple[str, str], list[bool]], dict[str, list[float]], dict[str, list[ImageTest]]]:
+    """Flags per (shift, check) over the drops, the checks' calibrated false-alarm rates, and the
+    image check's test per shift and drop (for the `min_effect` sweep)."""
     reference_labels = [image.label for image in reference]
     reference_embeddings = embedder.embed([image.sha256 for image in reference])
     in_drops = [candidates[index] for drop in drops for index in drop]
@@ -236,6 +251,7 @@ def run_drops(
         (shift, check): [] for shift in views for check in CHECK_NAMES
     }
     calibrated: dict[str, list[float]] = {check: [] for check in CHECK_NAMES}
+    image_tests: dict[str, list[ImageTest]] = {shift: [] for shift in views}
     offset = 0
     for drop in tqdm(drops, desc="drift checks", unit="drop"):
         drop_labels = [candidates[index].label for index in drop]
@@ -249,7 +265,28 @@ def run_drops(
                 flags[shift, check.name].append(check.flagged)
                 if shift == NO_SHIFT and check.false_alarm_rate is not None:
                     calibrated[check.name].append(check.false_alarm_rate)
-    return flags, calibrated
+                if check.name == IMAGE_MMD and check.statistic is not None:
+                    image_tests[shift].append(ImageTest.of(check, settings))
+    return flags, calibrated, image_tests
+
+
+def sweep_rows(
+    image_tests: dict[str, list[ImageTest]], settings: DriftSettings
+) -> list[dict[str, Any]]:
+    """The image check's flagged rate per shift under each effect floor of `MIN_EFFECT_SWEEP`."""
+    return [
+        {
+            "min_effect": min_effect,
+            "shift": shift,
+            "drops": len(tests),
+            "flagged_rate": round_metric(
+                np.mean([test.flagged(min_effect, settings.alpha) for test in tests])
+            ),
+        }
+        for min_effect in MIN_EFFECT_SWEEP
+        for shift, tests in image_tests.items()
+        if tests
+    ]
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -291,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     embedder = Embedder([*reference, *candidates], args.batch_size)
-    flags, calibrated = run_drops(reference, candidates, drops, settings, embedder)
+    flags, calibrated, image_tests = run_drops(reference, candidates, drops, settings, embedder)
     rows = flagged_rows(flags)
     print(
         f"\nDrift checks on {dataset_label(dataset)}: reference {len(reference)} train images, "
@@ -303,6 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {check:20}  {np.mean(rates):.4f}" if rates else f"  {check:20}  -")
     print("\n" + "\n".join(target_lines(rows)))
     print(f"\nWrote {write_results(BENCHMARK, rows, FIELDS, RESULT_KEY)}")
+    sweep = sweep_rows(image_tests, settings)
+    print(
+        f"\n{IMAGE_MMD} flagged rate by effect floor (params min_effect={settings.min_effect}; "
+        f"shift {NO_SHIFT}: false alarms, the others: detections)"
+    )
+    print(format_table(sweep, SWEEP_FIELDS))
+    print(f"Wrote {write_results(SWEEP_BENCHMARK, sweep, SWEEP_FIELDS, SWEEP_KEY)}")
     print(f"Wall time: {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -32,6 +32,7 @@ import yaml
 
 from benchmarks.common import (
     DROPS_DIR,
+    RESULTS_DIR,
     BenchmarkProject,
     ConfigurationError,
     StageFailed,
@@ -127,6 +128,14 @@ def scenario_rows(
     ]
 
 
+def recorded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows`, printed and written to the results file as soon as they are measured: the run
+    takes hours, and a stopped one keeps every scenario it finished."""
+    print(format_table(rows, FIELDS), flush=True)
+    write_results(BENCHMARK, rows, FIELDS, RESULT_KEY)
+    return rows
+
+
 def set_params(project: BenchmarkProject, seed: int, warm_start: str) -> None:
     path = project.root / "params.yaml"
     params = yaml.safe_load(path.read_text())
@@ -167,19 +176,18 @@ def run_benchmark(args: argparse.Namespace, dataset: Path, workdir: Path) -> lis
     )
     rows = []
     seconds = timed_repro(project, "scratch")
-    rows += scenario_rows("scratch", seconds, project.read_json(METRICS_FILE)["top1"], FIRST_SEED)
-    print(format_table(rows, FIELDS), flush=True)
+    top1 = project.read_json(METRICS_FILE)["top1"]
+    rows += recorded(scenario_rows("scratch", seconds, top1, FIRST_SEED))
     started = time.perf_counter()
     project.run(NOOP, "dvc", "repro")
-    rows.append(
-        {
-            "scenario": NOOP,
-            "stage": TOTAL,
-            "seconds": round(time.perf_counter() - started, 1),
-            "top1": None,
-            "seed": FIRST_SEED,
-        }
-    )
+    noop = {
+        "scenario": NOOP,
+        "stage": TOTAL,
+        "seconds": round(time.perf_counter() - started, 1),
+        "top1": None,
+        "seed": FIRST_SEED,
+    }
+    rows += recorded([noop])
     snapshot = workdir / "snapshot"
     shutil.copytree(project.root, snapshot, symlinks=True)
     for offset in range(args.seeds):
@@ -200,8 +208,7 @@ def run_benchmark(args: argparse.Namespace, dataset: Path, workdir: Path) -> lis
             )
             seconds = timed_repro(project, f"{scenario}-{seed}")
             top1 = project.read_json(METRICS_FILE)["top1"]
-            rows += scenario_rows(scenario, seconds, top1, seed)
-            print(format_table(rows[-1:], FIELDS), flush=True)
+            rows += recorded(scenario_rows(scenario, seconds, top1, seed))
     return rows
 
 
@@ -228,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nOne more {args.drop_images}-image drop after a {args.history}-drop history:")
     print(format_table(rows, FIELDS))
-    print(f"\nWrote {write_results(BENCHMARK, rows, FIELDS, RESULT_KEY)}")
+    print(f"\nWrote {RESULTS_DIR / BENCHMARK}.json")
     return 0
 
 

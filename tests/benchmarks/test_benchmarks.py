@@ -316,10 +316,19 @@ def test_drift_shifts_darken_and_cast_each_pixel_and_blur_keeps_the_size() -> No
     assert len(set(views)) == len(views) and all(view.startswith("shift-") for view in views)
 
 
-def test_drift_settings_come_from_params_or_the_proposed_defaults() -> None:
-    proposed = drift.drift_settings({"seed": 5, "validate": {}})
-    assert (
-        proposed.seed == 5 and proposed.permutations == drift.PROPOSED_DRIFT_PARAMS["permutations"]
-    )
-    section = {**drift.PROPOSED_DRIFT_PARAMS, "alpha": 0.05}
-    assert drift.drift_settings({"seed": 5, "validate": {"drift": section}}).alpha == 0.05
+def test_drift_settings_come_from_the_params_section() -> None:
+    params = common.read_params()
+    settings = drift.drift_settings(params)
+    assert settings.seed == params["seed"]
+    assert settings.min_effect == params["validate"]["drift"]["min_effect"]
+
+
+def test_drift_sweep_flags_a_drop_only_when_significant_and_above_the_effect_floor() -> None:
+    settings = drift.drift_settings(common.read_params())
+    significant = drift.ImageTest(statistic=0.0035, null_quantile=0.001, p_value=0.001)
+    chance = drift.ImageTest(statistic=0.0035, null_quantile=0.001, p_value=0.5)
+    rows = drift.sweep_rows({"none": [chance], "cast": [significant]}, settings)
+    rates = {(row["min_effect"], row["shift"]): row["flagged_rate"] for row in rows}
+    assert [list(row) for row in rows] == [list(drift.SWEEP_FIELDS)] * len(rows)
+    assert rates[0.0, "none"] == 0.0 and rates[0.0, "cast"] == 1.0
+    assert rates[0.002, "cast"] == 1.0 and rates[0.003, "cast"] == 0.0

@@ -24,6 +24,7 @@ SETTINGS = DriftSettings(
     calibration_drops=20,
     max_reference=300,
     min_drop_images=20,
+    min_effect=0.0,
     class_policy="warn",
     image_policy="block",
     seed=7,
@@ -34,6 +35,7 @@ PARAMS_SECTION = {
     "calibration_drops": 20,
     "max_reference": 300,
     "min_drop_images": 20,
+    "min_effect": 0.0,
     "class_distribution": "warn",
     "image_distribution": "block",
 }
@@ -98,6 +100,27 @@ def test_a_mean_shifted_drop_is_flagged_by_mmd_and_blocks() -> None:
     assert mmd.drop_images == DROP_SIZE
     assert DROP_SIZE < mmd.reference_images <= SETTINGS.max_reference
     assert not checks[CLASS_CHI2].flagged and not checks[CLASS_JENSEN_SHANNON].flagged
+
+
+def test_a_significant_image_difference_below_the_effect_floor_is_reported_not_flagged() -> None:
+    rng = np.random.default_rng(1)
+    reference_labels = labels(rng, REFERENCE_SIZE)
+    reference, drop = gaussian(rng, REFERENCE_SIZE), gaussian(rng, DROP_SIZE, shift=0.5)
+
+    def image_check(settings: DriftSettings) -> DriftCheck:
+        checks = drift_checks(
+            reference_labels, reference_labels[:DROP_SIZE], reference, drop, settings
+        )
+        return by_name(checks)[IMAGE_MMD]
+
+    plain = image_check(SETTINGS)
+    floor = 2 * (plain.statistic - plain.threshold)
+    floored = image_check(DriftSettings(**{**vars(SETTINGS), "min_effect": floor}))
+    assert plain.flagged and plain.blocking
+    assert floored.p_value == plain.p_value < SETTINGS.alpha
+    assert floored.statistic == plain.statistic
+    assert floored.threshold == pytest.approx(plain.threshold + floor)
+    assert not floored.flagged and not floored.blocking
 
 
 def test_a_very_different_class_mix_is_flagged_by_chi2_and_jensen_shannon() -> None:
@@ -287,6 +310,7 @@ def test_settings_come_from_the_params_section_and_the_seed() -> None:
         ({"permutations": 50}, "permutations must be at least 100"),
         ({"alpha": 1.5}, "alpha must be in"),
         ({"min_drop_images": 1}, "min_drop_images must be >= 2"),
+        ({"min_effect": -0.1}, "min_effect must be >= 0"),
     ],
 )
 def test_bad_params_are_refused_with_the_key_named(change: dict, message: str) -> None:

@@ -56,6 +56,7 @@ class DriftParams(Section):
     calibration_drops: NonNegativeInt
     max_reference: Annotated[int, Field(ge=2)]
     min_drop_images: Annotated[int, Field(ge=2)]
+    min_effect: NonNegativeFloat
     class_distribution: Policy
     image_distribution: Policy
 

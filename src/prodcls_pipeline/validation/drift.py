@@ -8,10 +8,14 @@ Three checks, each calibrated on the reference itself rather than on a guessed t
   no p-value of its own, so its threshold is the (1 − alpha) quantile of the distances of
   pseudo-drops: samples of the drop's size drawn from the reference without replacement.
 - `image_mmd`: unbiased MMD² between drop and reference embeddings, RBF kernel with the median
-  heuristic bandwidth, permutation p-value; flags at p < alpha. It compares class for class: the
-  drop's images of known classes against reference images drawn to the drop's class mix, the
-  permutations drawn within classes. Embeddings cluster by class, so otherwise a new class mix
-  (what the class checks are for) would read as image drift.
+  heuristic bandwidth, permutation p-value. It compares class for class: the drop's images of
+  known classes against reference images drawn to the drop's class mix, the permutations drawn
+  within classes. Embeddings cluster by class, so otherwise a new class mix (what the class
+  checks are for) would read as image drift. It flags at p < alpha *and* an MMD² at least
+  `min_effect` above the permutation null's (1 − alpha) quantile: photos come in sessions (one
+  shelf, one light, one afternoon), so a new drop of the same products is measurably unlike the
+  accepted sessions, and a test of exchangeability alone would block every fresh drop. The
+  effect floor is what separates a new session from a broken camera (benchmarks/drift.py).
 
 Every check also reports its false-alarm rate on `calibration_drops` pseudo-drops, each tested
 against the rest of the reference exactly like a real drop (the MMD pseudo-tests with the fewest
@@ -76,6 +80,7 @@ class _DriftParams(Rule):
     calibration_drops: int
     max_reference: int
     min_drop_images: int
+    min_effect: float
     class_distribution: Policy
     image_distribution: Policy
 
@@ -90,7 +95,9 @@ class DriftSettings:
     fewer than 1/alpha − 1 of them the Jensen–Shannon quantile cannot be resolved (see
     `_quantile_threshold`). `max_reference`: reference (and drop) embeddings are subsampled to at
     most this many, seeded, so the kernel matrix stays bounded. `min_drop_images`: below it the
-    image check is skipped. `class_policy`/`image_policy`: whether a flag blocks or warns.
+    image check is skipped. `min_effect`: the MMD² above
+    the null quantile below which a significant image difference is reported, not flagged.
+    `class_policy`/`image_policy`: whether a flag blocks or warns.
     """
 
     alpha: float
@@ -98,6 +105,7 @@ class DriftSettings:
     calibration_drops: int
     max_reference: int
     min_drop_images: int
+    min_effect: float
     class_policy: Policy
     image_policy: Policy
     seed: int
@@ -122,6 +130,8 @@ class DriftSettings:
             problems.append(
                 f"min_drop_images must be >= {MIN_MMD_SAMPLE}, got {self.min_drop_images}"
             )
+        if self.min_effect < 0:
+            problems.append(f"min_effect must be >= 0, got {self.min_effect}")
         if problems:
             raise RuleParamsError(f"{_DriftParams.params_section}: {'; '.join(problems)}")
 
@@ -145,6 +155,7 @@ class DriftSettings:
             calibration_drops=params.calibration_drops,
             max_reference=params.max_reference,
             min_drop_images=params.min_drop_images,
+            min_effect=params.min_effect,
             class_policy=params.class_distribution,
             image_policy=params.image_distribution,
             seed=seed,
@@ -451,32 +462,42 @@ def _image_check(
     drop_rows = _subsample(np.arange(len(drop)), cap, _rng(settings.seed, _DROP_SUBSAMPLE_STREAM))
     reference_sample, drop_sample = reference[reference_rows], drop[drop_rows]
     permutation_rng = _rng(settings.seed, _PERMUTATION_STREAM)
-    statistic, threshold, p_value = _mmd_test(
+    statistic, null_quantile, p_value = _mmd_test(
         np.vstack([drop_sample, reference_sample]),
         len(drop_sample),
         np.concatenate([drop_labels[drop_rows], reference_labels[reference_rows]]),
         settings,
         permutation_rng,
     )
+    threshold = null_quantile + settings.min_effect
     # Pseudo-drops come from all the accepted data, as a drop of its own mix would.
-    pseudo_p = _mmd_calibration(accepted, len(drop_sample), settings)
+    pseudo_flags = _mmd_calibration(accepted, len(drop_sample), settings)
     return _tested(
         IMAGE_MMD,
         statistic,
         threshold,
         p_value,
-        _flag_rate([p < settings.alpha for p in pseudo_p]),
-        len(pseudo_p),
+        _flag_rate(pseudo_flags),
+        len(pseudo_flags),
         policy,
         settings,
         drop_images=len(drop_sample),
         reference_images=len(reference_sample),
+        flagged=_image_flagged(statistic, threshold, p_value, settings),
     )
 
 
-def _mmd_calibration(reference: np.ndarray, drop_size: int, settings: DriftSettings) -> list[float]:
-    """Permutation p-values of pseudo-drops of `drop_size` reference embeddings, each tested
-    against the rest of a pool drawn so that the rest is as large as a real drop's reference.
+def _image_flagged(
+    statistic: float, threshold: float, p_value: float, settings: DriftSettings
+) -> bool:
+    """Significant (p < alpha) and large (above the null quantile by `min_effect`)."""
+    return p_value < settings.alpha and statistic > threshold
+
+
+def _mmd_calibration(reference: np.ndarray, drop_size: int, settings: DriftSettings) -> list[bool]:
+    """Whether the image check flags each pseudo-drop of `drop_size` reference embeddings, each
+    tested against the rest of a pool drawn so that the rest is as large as a real drop's
+    reference.
 
     The pool's kernel matrix (and so the median-heuristic bandwidth of every pseudo-test, whose
     pooled sample is the pool) is computed once; each pseudo-drop only relabels its rows.
@@ -489,9 +510,15 @@ def _mmd_calibration(reference: np.ndarray, drop_size: int, settings: DriftSetti
     rng = _rng(settings.seed, _IMAGE_CALIBRATION_STREAM)
     members = _random_subsets(rng, pool_size, drop_size, settings.calibration_drops)
     permutations = settings.calibration_permutations
-    return [
-        _permutation_test(kernel, rows, permutations, settings.alpha, rng)[2] for rows in members
-    ]
+    flags = []
+    for rows in members:
+        statistic, null_quantile, p_value = _permutation_test(
+            kernel, rows, permutations, settings.alpha, rng
+        )
+        flags.append(
+            _image_flagged(statistic, null_quantile + settings.min_effect, p_value, settings)
+        )
+    return flags
 
 
 def _mmd_test(
