@@ -15,6 +15,12 @@ saved as JPEG quality 90, a mild re-export, and quality 60, a harsh one), each c
 its original's embedding; and for every image of the dataset, its highest cosine with any other
 image. The duplicate threshold should lie between the two.
 
+The histories are scored once with every flag cleanlab raises (`max_given_probability` 1) and
+the suspects then kept at each cap of `GIVEN_PROBABILITY_SWEEP` (the check applies the cap after
+cleanlab, so this equals a run per cap): `results/label_noise_cap.json` rows `
+max_given_probability, noise, flipped, flagged, precision, recall`; the main rows are the sweep's
+at the params.yaml cap.
+
 `--set KEY=VALUE` overrides a `validate.label_quality` setting (say `--set filter_by=
 prune_by_noise_rate`) to compare choices; such a run prints its table but writes no rows, so the
 results file always holds what params.yaml's settings measure.
@@ -33,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +82,16 @@ from prodcls_pipeline.validation.label_quality import (
     drop_suspects,
     find_suspects,
     out_of_fold_probabilities,
-    suspect_share,
 )
 
 BENCHMARK = "label_noise"
 FIELDS = ("noise", "flipped", "flagged", "precision", "recall")
 RESULT_KEY = ("noise",)
+CAP_BENCHMARK = "label_noise_cap"
+CAP_FIELDS = ("max_given_probability", *FIELDS)
+CAP_KEY = ("max_given_probability", "noise")
+# Caps on the probe's probability of a suspect's given label; 1 keeps every cleanlab flag.
+GIVEN_PROBABILITY_SWEEP = (1.0, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 DUPLICATES_BENCHMARK = "near_duplicates"
 DUPLICATE_FIELDS = (
     "comparison",
@@ -253,15 +263,18 @@ class Score:
         )
 
 
-def score_drop(history: NoisyHistory, suspects: Any) -> Score:
-    """The noisy drop's suspects against the truth file's wrong labels."""
-    flagged = set(drop_suspects(suspects, history.noisy_drop)["sha256"])
+def score_drop(history: NoisyHistory, suspects: Any, cap: float) -> Score:
+    """The noisy drop's suspects whose given label the probe gives at most `cap`, against the
+    truth file's wrong labels."""
+    kept = suspects[suspects["given_probability"] <= cap]
+    flagged = set(drop_suspects(kept, history.noisy_drop)["sha256"])
     return Score(len(history.wrong), len(flagged), len(history.wrong & flagged))
 
 
-def noise_rows(scores: dict[str, Score]) -> list[dict[str, Any]]:
+def noise_rows(scores: dict[str, Score], **columns: Any) -> list[dict[str, Any]]:
     return [
         {
+            **columns,
             "noise": noise,
             "flipped": score.flipped,
             "flagged": score.flagged,
@@ -289,7 +302,10 @@ def run_label_noise(
     settings: LabelQualitySettings,
     fraction: float,
     seeds: Sequence[int],
-) -> list[dict[str, Any]]:
+) -> dict[float, list[dict[str, Any]]]:
+    """Rows per cap of `GIVEN_PROBABILITY_SWEEP` and of `settings`."""
+    caps = sorted({*GIVEN_PROBABILITY_SWEEP, settings.max_given_probability}, reverse=True)
+    uncapped = replace(settings, max_given_probability=1.0)
     row_of = {image.sha256: row for row, image in enumerate(images)}
     sha256s = [image.sha256 for image in images]
     labels = [image.label for image in images]
@@ -305,21 +321,24 @@ def run_label_noise(
         f"Clean labels: probe out-of-fold top-1 {top1:.4f}; {len(clean)} suspects among all "
         f"{len(images)} images ({seconds:.0f} s per find_suspects)"
     )
-    scores = {noise: Score(0, 0, 0) for noise in NOISE_KINDS}
+    scores = {cap: {noise: Score(0, 0, 0) for noise in NOISE_KINDS} for cap in caps}
     runs = [(seed, noise) for seed in seeds for noise in NOISE_KINDS]
     for seed, noise in tqdm(runs, desc="history + find_suspects", unit="run"):
         with tempfile.TemporaryDirectory(prefix="prodcls-label-noise-") as folder:
             history = noisy_history(dataset, Path(folder), fraction, noise, seed)
         rows = [row_of[sha256] for sha256 in history.sha256s]
-        suspects = find_suspects(history.sha256s, embeddings[rows], history.labels, settings)
-        score = score_drop(history, suspects)
-        scores[noise] += score
+        suspects = find_suspects(history.sha256s, embeddings[rows], history.labels, uncapped)
+        for cap in caps:
+            scores[cap][noise] += score_drop(history, suspects, cap)
+        score = score_drop(history, suspects, settings.max_given_probability)
         tqdm.write(
             f"  seed {seed}  {noise:13}  images {len(rows)}  noisy drop "
             f"{len(history.noisy_drop)}  wrong {score.flipped}  flagged {score.flagged}  "
-            f"found {score.found}  share {suspect_share(suspects, history.noisy_drop):.3f}"
+            f"found {score.found}"
         )
-    return noise_rows(scores)
+    return {
+        cap: noise_rows(by_noise, max_given_probability=cap) for cap, by_noise in scores.items()
+    }
 
 
 def unit_rows(embeddings: np.ndarray) -> np.ndarray:
@@ -459,10 +478,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedder = Embedder([image.image for image in images], args.batch_size)
     embeddings = embedder.embed([image.sha256 for image in images])
     try:
-        rows = run_label_noise(dataset, images, embeddings, settings, args.fraction, args.seeds)
+        rows_by_cap = run_label_noise(
+            dataset, images, embeddings, settings, args.fraction, args.seeds
+        )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    cap_rows = [row for rows in rows_by_cap.values() for row in rows]
+    print("\nSuspects kept at each cap on the given label's probability (seeds pooled)")
+    print(format_table(cap_rows, CAP_FIELDS))
+    rows = [
+        {field: row[field] for field in FIELDS}
+        for row in rows_by_cap[settings.max_given_probability]
+    ]
     print(
         f"\nLabel noise on {dataset_label(dataset)}: per seed a history of {HISTORY_DROPS} "
         f"drops with {args.fraction:.0%} of one drop's train labels wrong; seeds "
@@ -474,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nNot written (settings overridden: {', '.join(args.overrides)})")
     else:
         print(f"\nWrote {write_results(BENCHMARK, rows, FIELDS, RESULT_KEY)}")
+        print(f"Wrote {write_results(CAP_BENCHMARK, cap_rows, CAP_FIELDS, CAP_KEY)}")
     if args.copies:
         duplicate_rows = run_near_duplicates(
             images, embeddings, embedder, args.copies, threshold, settings.seed

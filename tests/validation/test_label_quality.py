@@ -24,6 +24,7 @@ PARAMS_SECTION = {
     "inverse_regularization": 1.0,
     "max_iterations": 1000,
     "filter_by": "low_self_confidence",
+    "max_given_probability": 1.0,
     "max_suspect_share": 0.1,
     "policy": "block",
 }
@@ -86,6 +87,8 @@ def test_from_params_builds_the_settings_and_reads_an_integer_as_a_float() -> No
         ({"inverse_regularization": -1.0}, "inverse_regularization must be > 0"),
         ({"max_iterations": 0}, "max_iterations must be >= 1"),
         ({"filter_by": "most_confusing"}, "filter_by must be one of"),
+        ({"max_given_probability": 0.0}, "max_given_probability must be in (0, 1]"),
+        ({"max_given_probability": 1.5}, "max_given_probability must be in (0, 1]"),
         ({"max_suspect_share": 1.5}, "max_suspect_share must be in [0, 1]"),
         ({"max_suspect_share": -0.1}, "max_suspect_share must be in [0, 1]"),
         ({"policy": "stop"}, "policy must be one of ('block', 'warn')"),
@@ -223,6 +226,20 @@ def test_a_suspect_row_reads_the_probabilities_and_suggests_the_true_class() -> 
             assert row.suggested_label == data.true_labels[index]
     # Worst first: lowest probability of the given label.
     assert suspects["given_probability"].is_monotonic_increasing
+
+
+def test_the_cap_keeps_only_the_flags_whose_given_label_the_probe_gives_at_most_it() -> None:
+    data = clustered(1)
+    flagged = find_suspects(data.sha256s, data.embeddings, data.labels, SETTINGS)
+    probabilities = sorted(flagged["given_probability"])
+    assert len(set(probabilities)) >= 2, probabilities
+    cap = (probabilities[0] + probabilities[-1]) / 2
+    capped = find_suspects(
+        data.sha256s, data.embeddings, data.labels, with_settings(max_given_probability=cap)
+    )
+    expected = flagged[flagged["given_probability"] <= cap].reset_index(drop=True)
+    pd.testing.assert_frame_equal(capped, expected)
+    assert 0 < len(capped) < len(flagged)
 
 
 def test_clean_data_has_no_or_very_few_suspects() -> None:

@@ -74,6 +74,7 @@ class LabelQualityParams(Section):
         "both",
         "predicted_neq_given",
     ]
+    max_given_probability: Annotated[float, Field(gt=0, le=1)]
     max_suspect_share: Share
     policy: Policy
 

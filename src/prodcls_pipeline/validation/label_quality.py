@@ -101,6 +101,7 @@ class _LabelQualityParams(Rule):
     inverse_regularization: float
     max_iterations: int
     filter_by: FilterMethod
+    max_given_probability: float
     max_suspect_share: float
     policy: Policy
 
@@ -111,15 +112,18 @@ class LabelQualitySettings:
 
     `folds`: K of the stratified K-fold (a class needs at least K images to be checked).
     `inverse_regularization`: scikit-learn's C of the logistic regression. `max_iterations`: its
-    solver's limit. `filter_by`: cleanlab's `find_label_issues` method. `max_suspect_share`: a
-    drop is flagged when more than this share of its images are suspects. `policy`: whether a
-    flagged drop blocks or warns. `seed`: the fold assignment's.
+    solver's limit. `filter_by`: cleanlab's `find_label_issues` method. `max_given_probability`:
+    an image cleanlab flags is a suspect only when the probe gives its label at most this
+    probability (1 keeps every flag). `max_suspect_share`: a drop is flagged when more than this
+    share of its images are suspects. `policy`: whether a flagged drop blocks or warns. `seed`:
+    the fold assignment's.
     """
 
     folds: int
     inverse_regularization: float
     max_iterations: int
     filter_by: FilterMethod
+    max_given_probability: float
     max_suspect_share: float
     policy: Policy
     seed: int
@@ -136,6 +140,10 @@ class LabelQualitySettings:
             problems.append(f"max_iterations must be >= 1, got {self.max_iterations}")
         if self.filter_by not in FILTER_METHODS:
             problems.append(f"filter_by must be one of {FILTER_METHODS}, got {self.filter_by!r}")
+        if not 0 < self.max_given_probability <= 1:
+            problems.append(
+                f"max_given_probability must be in (0, 1], got {self.max_given_probability}"
+            )
         if not 0 <= self.max_suspect_share <= 1:
             problems.append(f"max_suspect_share must be in [0, 1], got {self.max_suspect_share}")
         if self.policy not in POLICIES:
@@ -152,6 +160,7 @@ class LabelQualitySettings:
             inverse_regularization=params.inverse_regularization,
             max_iterations=params.max_iterations,
             filter_by=params.filter_by,
+            max_given_probability=params.max_given_probability,
             max_suspect_share=params.max_suspect_share,
             policy=params.policy,
             seed=seed,
@@ -231,7 +240,10 @@ def find_suspects(
     issues = find_label_issues(
         given, scored_probabilities, filter_by=settings.filter_by, n_jobs=CLEANLAB_JOBS
     )
-    flagged = np.flatnonzero(issues)
+    disbelieved = scored_probabilities[np.arange(len(scored)), given] <= (
+        settings.max_given_probability
+    )
+    flagged = np.flatnonzero(issues & disbelieved)
     given_probability = scored_probabilities[flagged, given[flagged]]
     others = scored_probabilities[flagged].copy()
     others[np.arange(len(flagged)), given[flagged]] = -np.inf
