@@ -34,6 +34,12 @@ flipped; four seeds):
   they lack is recall, and `low_self_confidence` has it.
 - a drop of new photo sessions (test-split images added to train+val) is harder: the probe is
   ~86 % right on such a drop, and `low_self_confidence` still reached 0.84 / 0.93 (random flips).
+- the cap (`max_given_probability`), measured on the six-drop history `prodcls drops --history`
+  lays out (the whole dataset, so drops of new photo sessions): cleanlab alone reached 0.71 /
+  1.00 on random flips, because it flags as many images as its noise estimate and the extra ones
+  are look-alike classes (grapefruit and orange, two apples) whose given label the probe still
+  gives 0.01-0.05, while a random flip gets at most ~0.004. A cap of 0.01 gives 0.84 / 1.00 on
+  the seeds it was read from and 0.89 / 0.96 on four others (`results/label_noise_cap.json`).
 
 Suspects are ranked worst first: lowest probability of the given label, ties by sha256.
 
