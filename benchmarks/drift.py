@@ -16,7 +16,7 @@ import csv
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -44,6 +44,7 @@ from prodcls_pipeline.validation.drift import (
     DriftCheck,
     DriftSettings,
     drift_checks,
+    image_flagged,
 )
 
 BENCHMARK = "drift"
@@ -204,8 +205,8 @@ class ImageTest:
         # The check's threshold is the null quantile plus the effect floor it ran with.
         return cls(check.statistic, check.threshold - settings.min_effect, check.p_value)
 
-    def flagged(self, min_effect: float, alpha: float) -> bool:
-        return self.p_value < alpha and self.statistic > self.null_quantile + min_effect
+    def flagged(self, settings: DriftSettings) -> bool:
+        return image_flagged(self.statistic, self.null_quantile, self.p_value, settings)
 
 
 class Embedder:
@@ -280,7 +281,7 @@ def sweep_rows(
             "shift": shift,
             "drops": len(tests),
             "flagged_rate": round_metric(
-                np.mean([test.flagged(min_effect, settings.alpha) for test in tests])
+                np.mean([test.flagged(replace(settings, min_effect=min_effect)) for test in tests])
             ),
         }
         for min_effect in MIN_EFFECT_SWEEP

@@ -22,7 +22,14 @@ __all__, __getattr__ = lazy_exports(
     __name__,
     {
         "checks": ["ValidationRules", "raise_if_failed", "select_validated", "validate_manifest"],
-        "drift": ["CHECK_NAMES", "IMAGE_MMD", "DriftCheck", "DriftSettings", "drift_checks"],
+        "drift": [
+            "CHECK_NAMES",
+            "IMAGE_MMD",
+            "DriftCheck",
+            "DriftSettings",
+            "drift_checks",
+            "image_flagged",
+        ],
         "duplicates": ["DuplicateSettings", "label_conflicts", "near_duplicates", "split_leaks"],
         "label_quality": [
             "LabelQualitySettings",

@@ -469,7 +469,7 @@ def _image_check(
         settings,
         permutation_rng,
     )
-    threshold = null_quantile + settings.min_effect
+    threshold = image_threshold(null_quantile, settings)
     # Pseudo-drops come from all the accepted data, as a drop of its own mix would.
     pseudo_flags = _mmd_calibration(accepted, len(drop_sample), settings)
     return _tested(
@@ -483,15 +483,20 @@ def _image_check(
         settings,
         drop_images=len(drop_sample),
         reference_images=len(reference_sample),
-        flagged=_image_flagged(statistic, threshold, p_value, settings),
+        flagged=image_flagged(statistic, null_quantile, p_value, settings),
     )
 
 
-def _image_flagged(
-    statistic: float, threshold: float, p_value: float, settings: DriftSettings
+def image_threshold(null_quantile: float, settings: DriftSettings) -> float:
+    """The MMD² an image check must exceed: the null's (1 - alpha) quantile plus `min_effect`."""
+    return null_quantile + settings.min_effect
+
+
+def image_flagged(
+    statistic: float, null_quantile: float, p_value: float, settings: DriftSettings
 ) -> bool:
     """Significant (p < alpha) and large (above the null quantile by `min_effect`)."""
-    return p_value < settings.alpha and statistic > threshold
+    return p_value < settings.alpha and statistic > image_threshold(null_quantile, settings)
 
 
 def _mmd_calibration(reference: np.ndarray, drop_size: int, settings: DriftSettings) -> list[bool]:
@@ -515,9 +520,7 @@ def _mmd_calibration(reference: np.ndarray, drop_size: int, settings: DriftSetti
         statistic, null_quantile, p_value = _permutation_test(
             kernel, rows, permutations, settings.alpha, rng
         )
-        flags.append(
-            _image_flagged(statistic, null_quantile + settings.min_effect, p_value, settings)
-        )
+        flags.append(image_flagged(statistic, null_quantile, p_value, settings))
     return flags
 
 
