@@ -79,6 +79,7 @@ from prodcls_pipeline.validation.duplicates import (
 )
 from prodcls_pipeline.validation.label_quality import (
     LabelQualitySettings,
+    capped_suspects,
     drop_suspects,
     find_suspects,
     out_of_fold_probabilities,
@@ -266,8 +267,7 @@ class Score:
 def score_drop(history: NoisyHistory, suspects: Any, cap: float) -> Score:
     """The noisy drop's suspects whose given label the probe gives at most `cap`, against the
     truth file's wrong labels."""
-    kept = suspects[suspects["given_probability"] <= cap]
-    flagged = set(drop_suspects(kept, history.noisy_drop)["sha256"])
+    flagged = set(drop_suspects(capped_suspects(suspects, cap), history.noisy_drop)["sha256"])
     return Score(len(history.wrong), len(flagged), len(history.wrong & flagged))
 
 

@@ -33,6 +33,7 @@ __all__, __getattr__ = lazy_exports(
         "duplicates": ["DuplicateSettings", "label_conflicts", "near_duplicates", "split_leaks"],
         "label_quality": [
             "LabelQualitySettings",
+            "capped_suspects",
             "drop_suspects",
             "find_suspects",
             "out_of_fold_probabilities",

@@ -246,10 +246,7 @@ def find_suspects(
     issues = find_label_issues(
         given, scored_probabilities, filter_by=settings.filter_by, n_jobs=CLEANLAB_JOBS
     )
-    disbelieved = scored_probabilities[np.arange(len(scored)), given] <= (
-        settings.max_given_probability
-    )
-    flagged = np.flatnonzero(issues & disbelieved)
+    flagged = np.flatnonzero(issues)
     given_probability = scored_probabilities[flagged, given[flagged]]
     others = scored_probabilities[flagged].copy()
     others[np.arange(len(flagged)), given[flagged]] = -np.inf
@@ -261,7 +258,14 @@ def find_suspects(
         list(given_probability),
         list(others[np.arange(len(flagged)), suggested]),
     )
-    return table.sort_values(["given_probability", "sha256"], ignore_index=True, kind="stable")
+    return capped_suspects(table, settings.max_given_probability).sort_values(
+        ["given_probability", "sha256"], ignore_index=True, kind="stable"
+    )
+
+
+def capped_suspects(suspects: pd.DataFrame, max_given_probability: float) -> pd.DataFrame:
+    """The suspects whose given label the probe gives at most `max_given_probability`."""
+    return suspects[suspects["given_probability"] <= max_given_probability]
 
 
 def suspect_share(suspects: pd.DataFrame, drop_sha256s: Collection[str]) -> float:
