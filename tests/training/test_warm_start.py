@@ -98,6 +98,8 @@ def champion_checkpoint(network: torch.nn.Module) -> dict[str, Any]:
         temperature=TEMPERATURE,
         weights_sha256=WEIGHTS,
         warm_start=WarmStart(COLD).record(),
+        trained_on={"0" * 64: OLD_LABELS[0]},
+        replay={"new": 1, "replayed": 0, "available": 1},
     )
     return checkpoint
 

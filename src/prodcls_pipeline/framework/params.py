@@ -165,6 +165,7 @@ class TrainParams(Section):
     warm_start: Literal["none", "champion"]
     warm_start_epochs: PositiveInt
     warm_start_lr_scale: PositiveFloat
+    warm_start_replay: NonNegativeFloat | None
     adversarial: AdversarialParams
     experiment_name: Name
 

@@ -19,6 +19,7 @@ batches.
 - `losses`: Classification losses and class weights for imbalanced training sets.
 - `modes`: The three training modes, each a trainable module fed to the one training loop.
 - `optim`: Optimizers with layer-wise learning rates, and the learning-rate schedule with warmup.
+- `replay`: Replay: what a warm run trains on, so that retraining costs what the drop costs.
 - `samples`: What the training loop iterates over: indexed samples, fetched a whole batch at a time.
 - `tasks`: What the one training loop optimises, as timm's training tasks: the loss of a batch,
   which modules run in training mode, and what must hold again after every optimizer step. The loop
@@ -54,6 +55,7 @@ __all__, __getattr__ = lazy_exports(
             "run_fingerprint",
             "trainable_in_mode",
         ],
+        "replay": ["Replay", "TRAINED_ON", "replay_rows", "trained_on"],
         "samples": ["ImageSamples", "TensorSamples", "ViewImages"],
         "tasks": ["DistillationTask", "RecoveryTask"],
         "warm_start": [

@@ -42,7 +42,12 @@ CHAMPION = "champion"
 POLICIES = (COLD, CHAMPION)
 # train params that shape only a warm run: a cold run's fingerprint leaves them out, so setting
 # them while `warm_start: none` does not cost an interrupted cold run its resume.
-WARM_START_PARAMS = ("warm_start", "warm_start_epochs", "warm_start_lr_scale")
+WARM_START_PARAMS = (
+    "warm_start",
+    "warm_start_epochs",
+    "warm_start_lr_scale",
+    "warm_start_replay",
+)
 # Where in its run the train stage logs the classifier checkpoint (data/06_models/classifier.pt).
 CHECKPOINT_ARTIFACT_PATH = "checkpoint"
 CHECKPOINT_FILE = "classifier.pt"

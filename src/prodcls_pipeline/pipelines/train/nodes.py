@@ -1,5 +1,6 @@
 """Train: cache frozen-backbone outputs by sha256, train in the configured mode, track the run."""
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,7 @@ from prodcls_pipeline.training.modes import (
     fit_partial,
     run_fingerprint,
 )
+from prodcls_pipeline.training.replay import TRAINED_ON, Replay, replay_rows, trained_on
 from prodcls_pipeline.training.samples import ImageSamples, ViewImages
 from prodcls_pipeline.training.warm_start import (
     WarmStart,
@@ -119,8 +121,9 @@ def fit_classifier(
     seed: int,
     registered_model_name: str,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train in `train.mode` (from the champion's weights with `train.warm_start: champion`),
-    select the epoch on the val split, resume an interrupted run.
+    """Train in `train.mode` (from the champion's weights with `train.warm_start: champion`, on
+    the images it has not learnt and a replayed sample of those it has), select the epoch on the
+    val split, resume an interrupted run.
 
     `embedding_counts` is taken only so that Kedro runs this after `embed_images`.
     """
@@ -142,6 +145,8 @@ def fit_classifier(
         ),
     )
     config = warm_config(TrainingConfig.from_params(params), warm, params)
+    split_train = data.train
+    data, replay = _warm_rows(data, warm, params, seed)
     fingerprint = run_fingerprint(
         params, seed, splits, augmentation_policy, weights, warm.fingerprint_source(params)
     )
@@ -204,6 +209,7 @@ def fit_classifier(
             **common,
         )
     checkpoint = _checkpoint(params, data, preprocessing, backbone, mode, result, weights, warm)
+    checkpoint.update({TRAINED_ON: trained_on(split_train), "replay": replay.as_dict()})
     return checkpoint, result.history
 
 
@@ -232,6 +238,7 @@ def track_training(
                 "best_epoch": classifier["best_epoch"],
                 "temperature": classifier["temperature"],
             }
+            | {f"replay.{key}": value for key, value in classifier["replay"].items()}
         )
         for row in training_history.to_dict("records"):
             epoch = int(row.pop("epoch"))
@@ -242,6 +249,18 @@ def track_training(
         "experiment_name": params["experiment_name"],
         "tracking_uri": tracking_uri(),
     }
+
+
+def _warm_rows(
+    data: LabelledSplits, warm: WarmStart, params: dict[str, Any], seed: int
+) -> tuple[LabelledSplits, Replay]:
+    """A warm run's training rows (see `training.replay`); a cold run trains on the split."""
+    if not warm.active:
+        return data, Replay(new=len(data.train), replayed=0, available=len(data.train))
+    rows, replay = replay_rows(
+        data.train, warm.checkpoint.get(TRAINED_ON), params["warm_start_replay"], seed
+    )
+    return dataclasses.replace(data, train=rows), replay
 
 
 def _cache_key(params: dict[str, Any]) -> str:
