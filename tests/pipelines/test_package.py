@@ -32,6 +32,7 @@ from prodcls_pipeline.data.images import ImageStore
 from prodcls_pipeline.data.versioning import dvc_dir_hash
 from prodcls_pipeline.framework.params import IngestParams, PackageParams
 from prodcls_pipeline.pipelines.package import create_pipeline
+from prodcls_pipeline.pipelines.package import nodes as package_nodes
 from prodcls_pipeline.pipelines.package.nodes import gate_promotion, register_model
 from prodcls_pipeline.release.package import (
     LINEAGE_FILE,
@@ -216,6 +217,37 @@ def test_the_gate_promotes_on_the_floor_alone_then_demands_a_gain(
     )
     assert json.loads((Path(attached) / "promotion.json").read_text()) == record
     assert (Path(attached) / "promotion.md").read_text() == markdown
+
+
+def test_the_gate_predicts_only_the_test_images_the_champion_has_not_served(
+    package: dict[str, bytes],
+    training_run: dict[str, str],
+    store: tuple[pd.DataFrame, ImageStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = register_model(package, training_run, *store, PARAMS)
+    gate_promotion(first, *store, PARAMS)
+    predicted: dict[str, int] = {}
+    load_model = package_nodes.load_model
+
+    def counting_load_model(model_uri: str) -> Any:
+        model = load_model(model_uri)
+        predict = model.predict
+
+        def counted(frame: pd.DataFrame) -> pd.DataFrame:
+            predicted[model_uri] = predicted.get(model_uri, 0) + len(frame)
+            return predict(frame)
+
+        model.predict = counted
+        return model
+
+    monkeypatch.setattr(package_nodes, "load_model", counting_load_model)
+    repackaged = {**package, PREPROCESSING_FILE: package[PREPROCESSING_FILE] + b"\n"}
+    second = register_model(repackaged, training_run, *store, PARAMS)
+    record, _ = gate_promotion(second, *store, PARAMS)
+
+    assert predicted == {f"models:/{MODEL_NAME}/2": TEST_IMAGES}, "v1's labels were recorded"
+    assert record["champion"]["metrics"] == record["challenger"]["metrics"]
 
 
 def test_a_package_already_registered_registers_nothing_and_keeps_its_decision(

@@ -45,6 +45,7 @@ __all__, __getattr__ = lazy_exports(
             "recorded_json",
             "register_model_version",
             "set_alias",
+            "version_run_id",
         ],
     },
 )

@@ -165,6 +165,11 @@ def alias_version(model_name: str, alias: str) -> int | None:
         return None
 
 
+def version_run_id(model_name: str, version: int) -> str:
+    """The run a registered version was logged from (where its decision files are kept)."""
+    return MlflowClient().get_model_version(model_name, str(version)).run_id
+
+
 def set_alias(model_name: str, alias: str, version: int) -> None:
     MlflowClient().set_registered_model_alias(model_name, alias, str(version))
 

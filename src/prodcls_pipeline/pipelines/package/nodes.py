@@ -3,7 +3,7 @@
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,16 @@ from prodcls_pipeline.release.registry import (
     recorded_json,
     register_model_version,
     set_alias,
+    version_run_id,
 )
 from prodcls_serving.files import MODEL_CARD_FILE
 from prodcls_serving.model import IMAGE_COLUMN, load_model
 
 DECISION_FILE = "promotion.json"
 DECISION_MARKDOWN_FILE = "promotion.md"
+# sha256 -> label the version served on the test images it was judged on: a later gate reuses them
+# when the version is the champion, and predicts only the test images added since.
+SERVED_PREDICTIONS_FILE = "served_predictions.json"
 # How the version's data inputs are named in MLflow: where DVC keeps them.
 DROPS_SOURCE = "data/01_raw/drops"
 DROP_CONTEXT = "drop"
@@ -149,20 +153,20 @@ def gate_promotion(
             return recorded, render_decision(recorded)
     model_name = registration["model_name"]
     test = splits.loc[splits["split"] == TEST].set_index("sha256").loc[_test_images(splits)]
-    images = [str(image_store.path(sha256)) for sha256 in test.index]
     truth = test["label"].tolist()
-    challenger = {
-        "version": registration["version"],
-        "metrics": score(truth, _predicted_labels(registration["model_uri"], images)),
-    }
+    served = _served_labels(registration["model_uri"], test.index, image_store, {})
+    challenger = {"version": registration["version"], "metrics": score(truth, served)}
     champion_version = alias_version(model_name, CHAMPION)
     champion = None
     if champion_version is not None:
-        champion_uri = f"models:/{model_name}/{champion_version}"
-        champion = {
-            "version": champion_version,
-            "metrics": score(truth, _predicted_labels(champion_uri, images)),
-        }
+        recorded = recorded_json(
+            version_run_id(model_name, champion_version),
+            f"{decision_folder(champion_version)}/{SERVED_PREDICTIONS_FILE}",
+        )
+        champion_labels = _served_labels(
+            f"models:/{model_name}/{champion_version}", test.index, image_store, recorded or {}
+        )
+        champion = {"version": champion_version, "metrics": score(truth, champion_labels)}
     record = {
         "model_name": model_name,
         **decide(challenger, champion, PromotionRule.from_params(params.promotion.model_dump())),
@@ -177,6 +181,9 @@ def gate_promotion(
         files={
             DECISION_FILE: (json.dumps(record, indent=2) + "\n").encode("utf-8"),
             DECISION_MARKDOWN_FILE: markdown.encode("utf-8"),
+            SERVED_PREDICTIONS_FILE: json.dumps(dict(zip(test.index, served, strict=True))).encode(
+                "utf-8"
+            ),
         },
         tags={"promotion_verdict": record["verdict"], "promotion_reason": record["reason"]},
     )
@@ -264,10 +271,24 @@ def _dataset_inputs(
     return [*drops, splits]
 
 
-def _predicted_labels(model_uri: str, images: list[str]) -> list[str]:
-    """Labels from the registered pyfunc model itself: what a client of that version gets."""
-    predictions = load_model(model_uri).predict(pd.DataFrame({IMAGE_COLUMN: images}))
-    return predictions["label"].tolist()
+def _served_labels(
+    model_uri: str, sha256s: Sequence[str], image_store: ImageStore, recorded: dict[str, str]
+) -> list[str]:
+    """Labels from the registered pyfunc model itself (what a client of that version gets) for
+    each image; `recorded` are labels the same version served before (a version is immutable),
+    so only the test images added since are predicted."""
+    missing = [sha256 for sha256 in sha256s if sha256 not in recorded]
+    if missing:
+        images = [str(image_store.path(sha256)) for sha256 in missing]
+        predictions = load_model(model_uri).predict(pd.DataFrame({IMAGE_COLUMN: images}))
+        recorded = {**recorded, **dict(zip(missing, predictions["label"], strict=True))}
+    logger.info(
+        "%s: %d test images predicted, %d recorded",
+        model_uri,
+        len(missing),
+        len(sha256s) - len(missing),
+    )
+    return [recorded[sha256] for sha256 in sha256s]
 
 
 def _test_images(splits: pd.DataFrame) -> list[str]:
