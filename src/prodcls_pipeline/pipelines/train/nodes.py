@@ -11,7 +11,6 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from prodcls_pipeline.core.schema import TRAIN
 from prodcls_pipeline.core.tracking import tracking_uri, use_project_tracking
 from prodcls_pipeline.data.augmentation import augmented_views, build_train_transform
 from prodcls_pipeline.data.images import ImageStore
@@ -59,16 +58,37 @@ from prodcls_pipeline.training.warm_start import (
 logger = logging.getLogger(__name__)
 
 
+def start_training(train_params: TrainParams, registered_model_name: str) -> WarmStart:
+    """Where this run starts: the champion's weights (`train.warm_start: champion`, when it has
+    compatible ones) or from scratch."""
+    params = train_params.model_dump()
+    backbone, preprocessing = create_backbone(params["backbone"], params["weights_file"])
+    return resolve_warm_start(
+        params["warm_start"],
+        registered_model_name,
+        WarmTarget(
+            backbone=params["backbone"],
+            weights_sha256=weights_digest(params["backbone"], params["weights_file"]),
+            mode=_mode(params),
+            partial_block=params["partial_block"],
+            preprocessing=preprocessing.to_dict(),
+            network=backbone,
+        ),
+    )
+
+
 def embed_images(
     splits: pd.DataFrame,
     image_store: ImageStore,
     embedding_store: EmbeddingStore,
     augmentation_policy: dict[str, Any],
+    warm_start: WarmStart,
     train_params: TrainParams,
     seed: int,
 ) -> dict[str, int]:
     """Cache the frozen backbone's outputs (embeddings in `head` mode, activations after
-    `partial_block` in `partial` mode): clean for every split, augmented for training images."""
+    `partial_block` in `partial` mode): clean for every split, augmented for the training images
+    this run trains on (a warm run: see `training.replay`)."""
     params = train_params.model_dump()
     mode = _mode(params)
     if mode == "full":
@@ -99,7 +119,9 @@ def embed_images(
         embedding_store,
         key,
         augmented_view_names(augmentation_policy, params["views_per_image"]),
-        splits.loc[splits["split"] == TRAIN, "sha256"].tolist(),
+        _warm_rows(LabelledSplits.from_splits(splits), warm_start, params, seed)[0]
+        .train["sha256"]
+        .tolist(),
         image_store.open,
         _augmenter(augmentation_policy, params, seed),
         params["embed_batch_size"],
@@ -117,9 +139,9 @@ def fit_classifier(
     augmentation_policy: dict[str, Any],
     embedding_counts: dict[str, int],
     training_checkpoints: CheckpointStore,
+    warm_start: WarmStart,
     train_params: TrainParams,
     seed: int,
-    registered_model_name: str,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train in `train.mode` (from the champion's weights with `train.warm_start: champion`, on
     the images it has not learnt and a replayed sample of those it has), select the epoch on the
@@ -132,25 +154,13 @@ def fit_classifier(
     data = LabelledSplits.from_splits(splits)
     weights = weights_digest(params["backbone"], params["weights_file"])
     backbone, preprocessing = create_backbone(params["backbone"], params["weights_file"])
-    warm = resolve_warm_start(
-        params["warm_start"],
-        registered_model_name,
-        WarmTarget(
-            backbone=params["backbone"],
-            weights_sha256=weights,
-            mode=mode,
-            partial_block=params["partial_block"],
-            preprocessing=preprocessing.to_dict(),
-            network=backbone,
-        ),
-    )
-    config = warm_config(TrainingConfig.from_params(params), warm, params)
+    config = warm_config(TrainingConfig.from_params(params), warm_start, params)
     split_train = data.train
-    data, replay = _warm_rows(data, warm, params, seed)
+    data, replay = _warm_rows(data, warm_start, params, seed)
     fingerprint = run_fingerprint(
-        params, seed, splits, augmentation_policy, weights, warm.fingerprint_source(params)
+        params, seed, splits, augmentation_policy, weights, warm_start.fingerprint_source(params)
     )
-    load_backbone(backbone, warm)
+    load_backbone(backbone, warm_start)
     key = _cache_key(params)
     train_views = [
         CLEAN_VIEW,
@@ -164,7 +174,7 @@ def fit_classifier(
         "seed": seed,
         "checkpoints": training_checkpoints,
         "fingerprint": fingerprint,
-        "warm_head": head_initialiser(warm, data.labels),
+        "warm_head": head_initialiser(warm_start, data.labels),
     }
     if mode == "head":
         result = fit_head(
@@ -208,7 +218,9 @@ def fit_classifier(
             num_workers=available_cores() if resolve_device(params["device"]).type == "cuda" else 0,
             **common,
         )
-    checkpoint = _checkpoint(params, data, preprocessing, backbone, mode, result, weights, warm)
+    checkpoint = _checkpoint(
+        params, data, preprocessing, backbone, mode, result, weights, warm_start
+    )
     checkpoint.update({TRAINED_ON: trained_on(split_train), "replay": replay.as_dict()})
     return checkpoint, result.history
 

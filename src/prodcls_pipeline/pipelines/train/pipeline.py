@@ -7,12 +7,20 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
+                nodes.start_training,
+                # warm_start: champion starts from this model's champion
+                inputs=["params:train", "params:package.registered_model_name"],
+                outputs="warm_start",
+                name="start_training",
+            ),
+            node(
                 nodes.embed_images,
                 inputs=[
                     "splits",
                     "image_store",
                     "embedding_store",
                     "augmentation_policy",
+                    "warm_start",
                     "params:train",
                     "params:seed",
                 ],
@@ -28,10 +36,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "augmentation_policy",
                     "embedding_counts",
                     "training_checkpoints",
+                    "warm_start",
                     "params:train",
                     "params:seed",
-                    # warm_start: champion starts from this model's champion
-                    "params:package.registered_model_name",
                 ],
                 outputs=["classifier", "training_history"],
                 name="fit_classifier",
