@@ -29,6 +29,11 @@ class Replay:
     replayed: int
     available: int
 
+    @classmethod
+    def whole(cls, count: int) -> "Replay":
+        """A run on the whole training split of `count` images (cold, or nothing to replay)."""
+        return cls(new=count, replayed=0, available=count)
+
     def as_dict(self) -> dict[str, int]:
         return {"new": self.new, "replayed": self.replayed, "available": self.available}
 
@@ -50,7 +55,7 @@ def replay_rows(
     every seen image."""
     if per_new is not None and per_new < 0:
         raise ValueError(f"train.warm_start_replay must be >= 0 or null, not {per_new}")
-    everything = Replay(new=len(train), replayed=0, available=len(train))
+    everything = Replay.whole(len(train))
     if learnt is None:
         logger.info("The champion records no training images: the warm run trains on all")
         return train, everything

@@ -268,7 +268,7 @@ def _warm_rows(
 ) -> tuple[LabelledSplits, Replay]:
     """A warm run's training rows (see `training.replay`); a cold run trains on the split."""
     if not warm.active:
-        return data, Replay(new=len(data.train), replayed=0, available=len(data.train))
+        return data, Replay.whole(len(data.train))
     rows, replay = replay_rows(
         data.train, warm.checkpoint.get(TRAINED_ON), params["warm_start_replay"], seed
     )
