@@ -74,9 +74,11 @@ def test_ingest_node_builds_the_manifest_from_laid_out_drops(tmp_path, sample_di
 
 
 def test_ingest_pipeline_wiring():
-    (node,) = create_pipeline().nodes
-    assert node.inputs == ["raw_drops", "image_store", "params:ingest"]
-    assert node.outputs == ["manifest"]
+    nodes = {node.name: node for node in create_pipeline().nodes}
+    assert nodes["ingest_drops"].inputs == ["raw_drops", "image_store", "params:ingest"]
+    assert nodes["ingest_drops"].outputs == ["manifest"]
+    assert nodes["record_drops_version"].inputs == ["raw_drops"]
+    assert nodes["record_drops_version"].outputs == ["drops_version"]
 
 
 def test_drops_history_names_each_drop_role_and_the_truth_file(tmp_path, sample_dir, capsys):

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from prodcls_pipeline.data.drops import scan_drops
 from prodcls_pipeline.data.versioning import (
+    drops_version,
     dvc_dir_hash,
     dvc_file_path,
     dvc_file_text,
@@ -88,6 +90,22 @@ def test_a_copied_in_drop_is_reported_untracked_with_the_hash_dvc_would_give(
     assert version.dvc_hash == dvc_dir_hash(drop, repo_root=repo)
     [tracked] = track_drops([drop], repo)
     assert tracked.dvc_hash == version.dvc_hash
+
+
+def test_drops_version_names_the_folder_as_dvc_lock_does_and_each_drop(
+    repo: Path, drop: Path
+) -> None:
+    [tracked] = track_drops([drop], repo)
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  list:\n    cmd: ls data/01_raw/drops > listing.txt\n"
+        "    deps: [data/01_raw/drops]\n    outs: [listing.txt]\n"
+    )
+    run_dvc(repo, "repro", "--quiet")
+    [locked] = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["list"]["deps"]
+
+    version = drops_version(drop.parent, repo_root=repo)
+
+    assert version == {"raw_data_dvc_hash": locked["md5"], "drops": [tracked.to_dict()]}
 
 
 def test_scanning_drops_skips_their_dvc_files(repo: Path, drop: Path, caplog) -> None:

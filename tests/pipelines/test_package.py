@@ -29,7 +29,7 @@ from prodcls_pipeline.core.tracking import (
     use_project_tracking,
 )
 from prodcls_pipeline.data.images import ImageStore
-from prodcls_pipeline.data.versioning import dvc_dir_hash
+from prodcls_pipeline.data.versioning import drops_version, dvc_dir_hash
 from prodcls_pipeline.framework.params import IngestParams, PackageParams
 from prodcls_pipeline.pipelines.package import create_pipeline
 from prodcls_pipeline.pipelines.package import nodes as package_nodes
@@ -287,7 +287,7 @@ def test_package_pipeline_runs_on_memory_datasets(
         **package_inputs(),
         "validated_manifest_file": b"parquet bytes",
         "splits_file": b"splits bytes",
-        "raw_drops": project / "drops",
+        "drops_version": drops_version(project / "drops"),
         "mlflow_run": training_run,
         "splits": store[0],
         "image_store": store[1],

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from prodcls_pipeline.core.tracking import DATABASE_FILE, STORE_FOLDER
-from prodcls_pipeline.data.versioning import dvc_dir_hash
+from prodcls_pipeline.data.versioning import drops_version, dvc_dir_hash
 from prodcls_pipeline.release.lineage import (
     DEPENDENCY_LOCK_FILE,
     PARAMS_FILE,
@@ -139,7 +139,7 @@ def test_collect_lineage_hashes_params_lock_and_data(repo: Path) -> None:
     drops.mkdir(parents=True)
     (drops / "a.jpg").write_bytes(b"a")
 
-    lineage = collect_lineage(repo, drops, b"manifest bytes", b"splits bytes")
+    lineage = collect_lineage(repo, drops_version(drops), b"manifest bytes", b"splits bytes")
 
     assert lineage["params_hash"] == hashlib.sha256(b"seed: 42\n").hexdigest()
     assert lineage["params_hash"] == params_hash(repo / PARAMS_FILE)

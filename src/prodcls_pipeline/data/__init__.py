@@ -40,7 +40,7 @@ __all__, __getattr__ = lazy_exports(
             "DVC_DIR",
             "DVC_FILE_SUFFIX",
             "DvcError",
-            "drop_versions",
+            "drops_version",
             "dvc_dir_hash",
             "dvc_file_path",
             "dvc_file_text",

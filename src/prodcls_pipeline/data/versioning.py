@@ -103,6 +103,15 @@ def drop_versions(drops_root: Path) -> list[DropVersion]:
     ]
 
 
+def drops_version(drops_root: Path, repo_root: Path | None = None) -> dict[str, Any]:
+    """The DVC hash of the whole drops folder (as dvc.lock records it for ingest) and the
+    version of each drop: what a model's lineage names as its raw data."""
+    return {
+        "raw_data_dvc_hash": dvc_dir_hash(drops_root, repo_root=repo_root),
+        "drops": [version.to_dict() for version in drop_versions(drops_root)],
+    }
+
+
 def dvc_file_text(drop: str, dvc_hash: str) -> str:
     """A `.dvc` file that makes `dvc checkout` restore drop folder `drop` with this hash."""
     return yaml.safe_dump({"outs": [{"md5": dvc_hash, "path": drop, "hash": "md5"}]})

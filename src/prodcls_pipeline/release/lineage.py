@@ -15,7 +15,6 @@ import pandas as pd
 
 from prodcls_pipeline.core.digests import sha256_file
 from prodcls_pipeline.core.schema import OK, SPLITS
-from prodcls_pipeline.data.versioning import drop_versions, dvc_dir_hash
 
 PARAMS_FILE = "params.yaml"
 DEPENDENCY_LOCK_FILE = "requirements.lock"
@@ -89,17 +88,17 @@ def lock_hash(lock_file: Path) -> str:
 
 
 def collect_lineage(
-    root: Path, raw_drops: Path, manifest_file: bytes, splits_file: bytes
+    root: Path, drops_version: dict[str, Any], manifest_file: bytes, splits_file: bytes
 ) -> dict[str, Any]:
     """Everything that identifies a training input, keyed as the registry tags are, with each
-    drop's own DVC version."""
+    drop's own DVC version (`drops_version`, as ingest recorded it)."""
     git = git_state(root)
     return {
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         "git_repo": git["is_git_repo"],
-        "raw_data_dvc_hash": dvc_dir_hash(raw_drops, repo_root=root),
-        "drops": [version.to_dict() for version in drop_versions(raw_drops)],
+        "raw_data_dvc_hash": drops_version["raw_data_dvc_hash"],
+        "drops": drops_version["drops"],
         "manifest_dvc_hash": file_md5(manifest_file),
         "splits_dvc_hash": file_md5(splits_file),
         "params_hash": params_hash(root / PARAMS_FILE),

@@ -1,8 +1,9 @@
-"""Ingest pipeline: raw drops → manifest (and the normalised copies in the image store)."""
+"""Ingest pipeline: raw drops → manifest (and the normalised copies in the image store), and the
+drops' DVC versions."""
 
 from kedro.pipeline import Pipeline, node
 
-from prodcls_pipeline.pipelines.ingest.nodes import ingest_drops
+from prodcls_pipeline.pipelines.ingest.nodes import ingest_drops, record_drops_version
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -13,6 +14,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["raw_drops", "image_store", "params:ingest"],
                 outputs="manifest",
                 name="ingest_drops",
-            )
+            ),
+            node(
+                record_drops_version,
+                inputs="raw_drops",
+                outputs="drops_version",
+                name="record_drops_version",
+            ),
         ]
     )

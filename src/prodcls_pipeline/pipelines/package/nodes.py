@@ -76,14 +76,14 @@ def build_model_package(
     validated_manifest_file: bytes,
     splits_file: bytes,
     validation_report: dict[str, Any],
-    raw_drops: Path,
+    drops_version: dict[str, Any],
     params: PackageParams,
     ingest: IngestParams,
 ) -> dict[str, bytes]:
     """The package; served images are held to the limits the training images were ingested
     under."""
     # Kedro and DVC both run from the project root, so that is where git, params and locks live.
-    lineage = collect_lineage(Path.cwd(), raw_drops, validated_manifest_file, splits_file)
+    lineage = collect_lineage(Path.cwd(), drops_version, validated_manifest_file, splits_file)
     return build_package(
         onnx_models=_materialise(onnx_models),
         model_name=params.registered_model_name,

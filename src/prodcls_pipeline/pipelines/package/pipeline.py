@@ -25,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "validated_manifest_file",
                     "splits_file",
                     "validation_report",
-                    "raw_drops",
+                    "drops_version",
                     "params:package",
                     "params:ingest",
                 ],
