@@ -29,6 +29,8 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "grocery-store"
 COMPACT_COPY_NOTE = "compact .webp copy, lossy-recompressed"
 PARAMS_FILE = "params.yaml"
+CATALOG_FILE = "conf/base/catalog.yml"
+EMBEDDING_STORE_CLASS = ".EmbeddingStore"
 DESCRIPTION_KEY = "description"
 
 # What a fresh clone needs to run `dvc repro`: the same files the end-to-end test copies.
@@ -199,13 +201,28 @@ class BenchmarkProject:
         (self.root / PARAMS_FILE).write_text(yaml.safe_dump(params, sort_keys=False))
 
     def clear_persisted_outputs(self, stage: str) -> None:
-        """Delete the outputs `stage` keeps between runs (its caches), for a cold, fair start."""
+        """Delete what `stage` keeps between runs, its persisted outputs and the embedding
+        caches it fills (which are no DVC outputs), for a cold, fair start."""
         stage_outs = yaml.safe_load((self.root / "dvc.yaml").read_text())["stages"][stage]["outs"]
         for out in stage_outs:
             if isinstance(out, dict):
                 [(path, options)] = out.items()
                 if options.get("persist"):
                     shutil.rmtree(self.root / path, ignore_errors=True)
+        for path in self.embedding_caches(stage):
+            shutil.rmtree(self.root / path, ignore_errors=True)
+
+    def embedding_caches(self, stage: str) -> list[str]:
+        """The paths of the catalog's embedding stores that `stage`'s pipeline uses."""
+        from importlib import import_module
+
+        catalog = yaml.safe_load((self.root / CATALOG_FILE).read_text())
+        pipeline = import_module(f"prodcls_pipeline.pipelines.{stage}").create_pipeline()
+        return [
+            catalog[name]["path"]
+            for name in sorted(pipeline.datasets())
+            if str(catalog.get(name, {}).get("store", "")).endswith(EMBEDDING_STORE_CLASS)
+        ]
 
     def repro(self, stage: str, log_name: str, force: bool = False) -> float:
         """`dvc repro` up to `stage` (or exactly `stage`, re-run, with `force`); wall seconds."""

@@ -98,6 +98,21 @@ PARAMS = {"train": {"mode": "partial", "backbone": "efficientnet_lite0"}}
 METRICS = {"top1": 0.81, "coarse_top1": 0.87, "macro_f1": 0.79, "top5": 0.97}
 
 
+def test_a_cold_start_clears_the_embedding_caches_a_stage_fills(tmp_path: Path) -> None:
+    project = common.BenchmarkProject(tmp_path)
+    (tmp_path / "conf" / "base").mkdir(parents=True)
+    (tmp_path / common.CATALOG_FILE).write_text((common.REPO / common.CATALOG_FILE).read_text())
+    cache = tmp_path / "data" / "04_feature" / "embeddings"
+    (cache / "lite0").mkdir(parents=True)
+    (tmp_path / "dvc.yaml").write_text((common.REPO / "dvc.yaml").read_text())
+
+    assert project.embedding_caches("split") == []
+    assert project.embedding_caches("validate") == ["data/02_intermediate/validation_embeddings"]
+    project.clear_persisted_outputs("train")
+
+    assert not cache.exists()
+
+
 def test_result_row_has_exactly_the_schema_fields() -> None:
     row = grocery_accuracy.result_row("partial", PARAMS, METRICS, 123.456, "cpu", "grocery-store")
     assert tuple(row) == grocery_accuracy.FIELDS
