@@ -15,7 +15,9 @@ same images). The seed changes the training images' augmented views too, so runs
 other than the history's re-embed those views: compare wall times at the history's seed.
 
     python -m benchmarks.incremental [--dataset PATH] [--history 5] [--drop-images 100]
-                                     [--seeds 3] [--keep]
+                                     [--seeds 3] [--scenarios drop_warm drop_cold] [--keep]
+
+`--scenarios` runs only the named drop scenarios; the results file keeps the rows of the others.
 """
 
 import argparse
@@ -153,6 +155,13 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per drop scenario (42, 43, …)"
     )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=list(SCENARIOS),
+        default=list(SCENARIOS),
+        help="drop scenarios to run (default: all)",
+    )
     add_dataset_arguments(parser)
     return parser.parse_args(argv)
 
@@ -192,7 +201,8 @@ def run_benchmark(args: argparse.Namespace, dataset: Path, workdir: Path) -> lis
     shutil.copytree(project.root, snapshot, symlinks=True)
     # Every warm seed before the cold ones: the warm runs are the short ones, so a run stopped
     # early still has the warm spread and the cold retrain at the history's seed.
-    for scenario, warm_start in SCENARIOS.items():
+    for scenario in args.scenarios:
+        warm_start = SCENARIOS[scenario]
         for offset in range(args.seeds):
             seed = FIRST_SEED + offset
             shutil.rmtree(project.root)
