@@ -56,6 +56,8 @@ DATA_LAYERS = (
     "08_reporting",
 )
 DROPS_DIR = Path("data/01_raw/drops")
+# The project copy inside a benchmark's working folder.
+PROJECT_FOLDER = "prodcls"
 LOG_TAIL_CHARS = 4000
 
 
@@ -172,7 +174,7 @@ class BenchmarkProject:
 
     @classmethod
     def create(cls, parent: Path) -> "BenchmarkProject":
-        root = parent / "prodcls"
+        root = parent / PROJECT_FOLDER
         copy_project_files(root)
         project = cls(root)
         project.logs.mkdir()

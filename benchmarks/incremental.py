@@ -15,9 +15,11 @@ same images). The seed changes the training images' augmented views too, so runs
 other than the history's re-embed those views: compare wall times at the history's seed.
 
     python -m benchmarks.incremental [--dataset PATH] [--history 5] [--drop-images 100]
-                                     [--seeds 3] [--scenarios drop_warm drop_cold] [--keep]
+                                     [--seeds 3] [--first-seed 42]
+                                     [--scenarios drop_warm drop_cold] [--keep] [--resume DIR]
 
-`--scenarios` runs only the named drop scenarios; the results file keeps the rows of the others.
+`--scenarios` runs only the named drop scenarios, and `--resume DIR` only the drop scenarios,
+from the snapshot a `--keep` run left in DIR; the results file keeps the rows of the others.
 """
 
 import argparse
@@ -34,6 +36,7 @@ import yaml
 
 from benchmarks.common import (
     DROPS_DIR,
+    PROJECT_FOLDER,
     RESULTS_DIR,
     BenchmarkProject,
     ConfigurationError,
@@ -56,6 +59,9 @@ DEFAULT_DROP_IMAGES = 100
 DEFAULT_SEEDS = 3
 FIRST_SEED = 42
 EXTRA_DROP_PREFIX = "extra"
+# The folders of a run's working directory (kept with --keep, reused with --resume).
+HISTORY_SOURCE, EXTRA_SOURCE = "history-source", "extra-source"
+SNAPSHOT = "snapshot"
 # The Grocery Store layout: classes.csv and one `path, fine_id, coarse_id` list per split.
 CLASSES_FILE = "classes.csv"
 TRAIN_LIST = "train.txt"
@@ -156,6 +162,14 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per drop scenario (42, 43, …)"
     )
     parser.add_argument(
+        "--first-seed", type=int, default=FIRST_SEED, help="seed of the first drop run"
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        help="a project folder a --keep run left: run only the drop scenarios from its snapshot",
+    )
+    parser.add_argument(
         "--scenarios",
         nargs="+",
         choices=list(SCENARIOS),
@@ -166,11 +180,15 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_benchmark(args: argparse.Namespace, dataset: Path, workdir: Path) -> list[dict[str, Any]]:
-    history, extra = workdir / "history-source", workdir / "extra-source"
+def run_history(args: argparse.Namespace, dataset: Path, workdir: Path) -> list[dict[str, Any]]:
+    """The `scratch` and `noop` scenarios; leaves the history's state in `workdir/snapshot`."""
+    history = workdir / HISTORY_SOURCE
     train_lines = (dataset / TRAIN_LIST).read_text().splitlines()
     split_dataset(
-        dataset, held_back_lines(train_lines, args.drop_images, FIRST_SEED), history, extra
+        dataset,
+        held_back_lines(train_lines, args.drop_images, FIRST_SEED),
+        history,
+        workdir / EXTRA_SOURCE,
     )
     project = BenchmarkProject.create(workdir)
     project.run(
@@ -197,14 +215,21 @@ def run_benchmark(args: argparse.Namespace, dataset: Path, workdir: Path) -> lis
         "seed": FIRST_SEED,
     }
     rows += recorded([noop])
-    snapshot = workdir / "snapshot"
-    shutil.copytree(project.root, snapshot, symlinks=True)
-    # Every warm seed before the cold ones: the warm runs are the short ones, so a run stopped
-    # early still has the warm spread and the cold retrain at the history's seed.
+    shutil.copytree(project.root, workdir / SNAPSHOT, symlinks=True)
+    return rows
+
+
+def run_drops(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    """The drop scenarios, each run restarting from the history's snapshot at the same path.
+
+    Every warm seed before the cold ones: the warm runs are the short ones, so a run stopped
+    early still has the warm spread and the cold retrain at the history's seed.
+    """
+    project, snapshot = BenchmarkProject(workdir / PROJECT_FOLDER), workdir / SNAPSHOT
+    rows = []
     for scenario in args.scenarios:
         warm_start = SCENARIOS[scenario]
-        for offset in range(args.seeds):
-            seed = FIRST_SEED + offset
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             shutil.rmtree(project.root)
             shutil.copytree(snapshot, project.root, symlinks=True)
             set_params(project, seed, warm_start)
@@ -212,7 +237,7 @@ def run_benchmark(args: argparse.Namespace, dataset: Path, workdir: Path) -> lis
                 f"{scenario}-{seed}-drop",
                 "prodcls",
                 "drops",
-                str(extra),
+                str(workdir / EXTRA_SOURCE),
                 "--dest",
                 str(DROPS_DIR),
                 "--prefix",
@@ -224,6 +249,11 @@ def run_benchmark(args: argparse.Namespace, dataset: Path, workdir: Path) -> lis
     return rows
 
 
+def run_benchmark(args: argparse.Namespace, dataset: Path, workdir: Path) -> list[dict[str, Any]]:
+    history_rows = [] if args.resume else run_history(args, dataset, workdir)
+    return history_rows + run_drops(args, workdir)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
@@ -233,7 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="prodcls-incremental-"))
+    if args.resume and not (args.resume / SNAPSHOT).is_dir():
+        print(f"error: {args.resume} holds no {SNAPSHOT}/ of a --keep run", file=sys.stderr)
+        return 2
+    # A resumed folder is the one the history was built in: MLflow keeps absolute paths.
+    workdir = args.resume or Path(tempfile.mkdtemp(prefix="prodcls-incremental-"))
     print(f"Dataset {dataset} ({dataset_label(dataset)}); project copies in {workdir}")
     try:
         rows = run_benchmark(args, dataset, workdir)
@@ -241,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
-        if args.keep:
+        if args.keep or args.resume:
             print(f"Kept the project copies and logs in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
