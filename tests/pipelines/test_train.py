@@ -7,7 +7,11 @@ from helpers import FakeImageStore, project_params, synthetic_images
 
 from prodcls_pipeline.framework.params import AugmentParams, TrainParams
 from prodcls_pipeline.pipelines.augment.nodes import make_augmentation_policy
-from prodcls_pipeline.pipelines.train.nodes import embed_images, start_training
+from prodcls_pipeline.pipelines.train.nodes import (
+    embed_images,
+    select_training_images,
+    start_training,
+)
 from prodcls_pipeline.training.embedding_cache import EmbeddingStore
 from prodcls_pipeline.training.replay import TRAINED_ON
 from prodcls_pipeline.training.warm_start import CHAMPION, COLD, WarmStart
@@ -44,14 +48,19 @@ def test_a_warm_run_embeds_the_views_of_new_and_replayed_images_only(tmp_path: P
         checkpoint={TRAINED_ON: dict(zip(learnt["sha256"], learnt["label"], strict=True))},
     )
 
+    warm_rows, warm_replay = select_training_images(table, warm, train, 0)
+    cold_rows, cold_replay = select_training_images(table, WarmStart(COLD), train, 0)
     warm_counts = embed_images(
-        table, store, EmbeddingStore(tmp_path / "warm"), policy, warm, train, 0
+        table, warm_rows, store, EmbeddingStore(tmp_path / "warm"), policy, train, 0
     )
     cold_counts = embed_images(
-        table, store, EmbeddingStore(tmp_path / "cold"), policy, WarmStart(COLD), train, 0
+        table, cold_rows, store, EmbeddingStore(tmp_path / "cold"), policy, train, 0
     )
 
     new = TRAIN_IMAGES - LEARNT
+    assert warm_replay == {"new": new, "replayed": new, "available": TRAIN_IMAGES}
+    assert cold_replay == {"new": TRAIN_IMAGES, "replayed": 0, "available": TRAIN_IMAGES}
+    assert set(table.iloc[LEARNT:TRAIN_IMAGES]["sha256"]) <= set(warm_rows["sha256"])
     assert warm_counts == {"clean_computed": 12, "augmented_computed": 2 * (new + new)}
     assert cold_counts == {"clean_computed": 12, "augmented_computed": 2 * TRAIN_IMAGES}
 

@@ -77,18 +77,36 @@ def start_training(train_params: TrainParams, registered_model_name: str) -> War
     )
 
 
+def select_training_images(
+    splits: pd.DataFrame, warm_start: WarmStart, train_params: TrainParams, seed: int
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The training rows this run trains on, with their class index, and how many are new and
+    replayed: a warm run's new images and a replayed sample (see `training.replay`), a cold
+    run's whole training split."""
+    train = LabelledSplits.from_splits(splits).train
+    if not warm_start.active:
+        return train, Replay.whole(len(train)).as_dict()
+    rows, replay = replay_rows(
+        train,
+        warm_start.checkpoint.get(TRAINED_ON),
+        train_params.model_dump()["warm_start_replay"],
+        seed,
+    )
+    return rows, replay.as_dict()
+
+
 def embed_images(
     splits: pd.DataFrame,
+    training_rows: pd.DataFrame,
     image_store: ImageStore,
     embedding_store: EmbeddingStore,
     augmentation_policy: dict[str, Any],
-    warm_start: WarmStart,
     train_params: TrainParams,
     seed: int,
 ) -> dict[str, int]:
     """Cache the frozen backbone's outputs (embeddings in `head` mode, activations after
-    `partial_block` in `partial` mode): clean for every split, augmented for the training images
-    this run trains on (a warm run: see `training.replay`)."""
+    `partial_block` in `partial` mode): clean for every split, augmented for the training rows
+    this run trains on."""
     params = train_params.model_dump()
     mode = _mode(params)
     if mode == "full":
@@ -119,9 +137,7 @@ def embed_images(
         embedding_store,
         key,
         augmented_view_names(augmentation_policy, params["views_per_image"]),
-        _warm_rows(LabelledSplits.from_splits(splits), warm_start, params, seed)[0]
-        .train["sha256"]
-        .tolist(),
+        training_rows["sha256"].tolist(),
         image_store.open,
         _augmenter(augmentation_policy, params, seed),
         params["embed_batch_size"],
@@ -134,6 +150,8 @@ def embed_images(
 
 def fit_classifier(
     splits: pd.DataFrame,
+    training_rows: pd.DataFrame,
+    replay_counts: dict[str, int],
     image_store: ImageStore,
     embedding_store: EmbeddingStore,
     augmentation_policy: dict[str, Any],
@@ -143,9 +161,8 @@ def fit_classifier(
     train_params: TrainParams,
     seed: int,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train in `train.mode` (from the champion's weights with `train.warm_start: champion`, on
-    the images it has not learnt and a replayed sample of those it has), select the epoch on the
-    val split, resume an interrupted run.
+    """Train in `train.mode` on `training_rows` (from the champion's weights with
+    `train.warm_start: champion`), select the epoch on the val split, resume an interrupted run.
 
     `embedding_counts` is taken only so that Kedro runs this after `embed_images`.
     """
@@ -156,7 +173,7 @@ def fit_classifier(
     backbone, preprocessing = create_backbone(params["backbone"], params["weights_file"])
     config = warm_config(TrainingConfig.from_params(params), warm_start, params)
     split_train = data.train
-    data, replay = _warm_rows(data, warm_start, params, seed)
+    data = dataclasses.replace(data, train=training_rows)
     fingerprint = run_fingerprint(
         params, seed, splits, augmentation_policy, weights, warm_start.fingerprint_source(params)
     )
@@ -221,7 +238,7 @@ def fit_classifier(
     checkpoint = _checkpoint(
         params, data, preprocessing, backbone, mode, result, weights, warm_start
     )
-    checkpoint.update({TRAINED_ON: trained_on(split_train), "replay": replay.as_dict()})
+    checkpoint.update({TRAINED_ON: trained_on(split_train), "replay": replay_counts})
     return checkpoint, result.history
 
 
@@ -261,18 +278,6 @@ def track_training(
         "experiment_name": params["experiment_name"],
         "tracking_uri": tracking_uri(),
     }
-
-
-def _warm_rows(
-    data: LabelledSplits, warm: WarmStart, params: dict[str, Any], seed: int
-) -> tuple[LabelledSplits, Replay]:
-    """A warm run's training rows (see `training.replay`); a cold run trains on the split."""
-    if not warm.active:
-        return data, Replay.whole(len(data.train))
-    rows, replay = replay_rows(
-        data.train, warm.checkpoint.get(TRAINED_ON), params["warm_start_replay"], seed
-    )
-    return dataclasses.replace(data, train=rows), replay
 
 
 def _cache_key(params: dict[str, Any]) -> str:

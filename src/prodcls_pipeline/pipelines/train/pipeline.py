@@ -14,13 +14,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="start_training",
             ),
             node(
+                nodes.select_training_images,
+                inputs=["splits", "warm_start", "params:train", "params:seed"],
+                outputs=["training_rows", "replay_counts"],
+                name="select_training_images",
+            ),
+            node(
                 nodes.embed_images,
                 inputs=[
                     "splits",
+                    "training_rows",
                     "image_store",
                     "embedding_store",
                     "augmentation_policy",
-                    "warm_start",
                     "params:train",
                     "params:seed",
                 ],
@@ -31,6 +37,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.fit_classifier,
                 inputs=[
                     "splits",
+                    "training_rows",
+                    "replay_counts",
                     "image_store",
                     "embedding_store",
                     "augmentation_policy",
