@@ -30,7 +30,6 @@ DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "grocery-store"
 COMPACT_COPY_NOTE = "compact .webp copy, lossy-recompressed"
 PARAMS_FILE = "params.yaml"
 CATALOG_FILE = "conf/base/catalog.yml"
-EMBEDDING_STORE_CLASS = ".EmbeddingStore"
 DESCRIPTION_KEY = "description"
 
 # What a fresh clone needs to run `dvc repro`: the same files the end-to-end test copies.
@@ -218,12 +217,15 @@ class BenchmarkProject:
         """The paths of the catalog's embedding stores that `stage`'s pipeline uses."""
         from importlib import import_module
 
+        from prodcls_pipeline.training.embedding_cache import EmbeddingStore
+
+        store_class = f"{EmbeddingStore.__module__}.{EmbeddingStore.__qualname__}"
         catalog = yaml.safe_load((self.root / CATALOG_FILE).read_text())
         pipeline = import_module(f"prodcls_pipeline.pipelines.{stage}").create_pipeline()
         return [
             catalog[name]["path"]
             for name in sorted(pipeline.datasets())
-            if str(catalog.get(name, {}).get("store", "")).endswith(EMBEDDING_STORE_CLASS)
+            if catalog.get(name, {}).get("store") == store_class
         ]
 
     def repro(self, stage: str, log_name: str, force: bool = False) -> float:
