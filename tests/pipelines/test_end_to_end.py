@@ -37,6 +37,7 @@ from prodcls_pipeline.runtime.sessions import create_session
 pytestmark = pytest.mark.e2e
 
 E2E_ROBUSTNESS_IMAGES = 16
+E2E_MAX_EPOCHS = 3
 E2E_FINE_TUNE_IMAGES = 64
 # The loop makes only what can be deployed; pruned and distilled variants are opt-in.
 VARIANTS = {"fp32", "int8"}
@@ -69,10 +70,11 @@ def tree_digest(folder: Path) -> dict[str, str]:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("e2e") / "prodcls"
     # Attacks on every test image would make each evaluate run minutes; the scores are
-    # exercised, their precision is not. Likewise the pruning recoveries, the distillation, the
-    # cached augmented views and the timing repeats: real, but fewer.
+    # exercised, their precision is not. Likewise the training epochs (the sample's first epoch
+    # already scores far above the promotion floor), the pruning recoveries, the distillation,
+    # the cached augmented views and the timing repeats: real, but fewer.
     overrides = {
-        "train": {"views_per_image": 2},
+        "train": {"views_per_image": 1, "max_epochs": E2E_MAX_EPOCHS},
         "evaluate": {"robustness_images": E2E_ROBUSTNESS_IMAGES},
         "compress": {
             "fine_tune_images": E2E_FINE_TUNE_IMAGES,
