@@ -57,7 +57,7 @@ def test_clean_manifest_passes_with_deterministic_json_report():
     }  # fmt: skip
     assert report["new_classes"] == ["apple", "pear"]
     assert "no previous manifest" in check(report, "known labels")["summary"]
-    assert len(report["checks"]) == 13
+    assert len(report["checks"]) == 14
     first = json.dumps(report, allow_nan=False, sort_keys=True)
     assert json.dumps(validate_manifest(clean, NO_PREVIOUS, RULES), sort_keys=True) == first
 
@@ -252,3 +252,27 @@ def test_markdown_shows_a_hostile_file_name_and_label_literally():
         "\\*y\\*.jpg | not an image: \\[click\\](http://example.com) |"
     ) in markdown
     assert "<script>" not in markdown and "<b>" not in markdown
+
+
+def test_quarantined_files_sharing_a_sha256_are_no_label_conflict():
+    empty = {"sha256": sha(""), "status": "quarantined", "quarantine_reason": "empty file"}
+    rows = clean_rows(per_class=8)
+    rows += [row("drop-001", "apple", "zero", **empty), row("drop-001", "pear", "zero", **empty)]
+
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+
+    assert check(report, "sha256 conflict")["success"], check(report, "sha256 conflict")
+
+
+def test_labels_that_differ_only_in_case_stop_the_drop_naming_both_spellings():
+    rows = clean_rows() + [row("drop-002", "APPLE", f"upper-{i}") for i in range(4)]
+
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+
+    spellings = check(report, "label spellings")
+    assert not report["success"] and not spellings["success"]
+    assert spellings["offending"] == [{"labels": ["APPLE", "apple"]}]
+    assert "'APPLE' vs 'apple'" in spellings["summary"]
+    assert check(validate_manifest(manifest(clean_rows()), NO_PREVIOUS, RULES), "label spellings")[
+        "success"
+    ]

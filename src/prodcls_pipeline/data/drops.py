@@ -7,6 +7,10 @@ A drop is a folder under the drops root, in one of two formats:
 - a `labels.csv` with header `path,label[,split][,coarse_label]`, paths relative to the drop.
 
 Every non-hidden file found is a candidate; decoding decides whether it is an image. A
+symbolic link (to a file or a folder, inside the drop or out of it) is never followed and
+anything but a regular file (a FIFO, a socket) is never opened: each is a candidate quarantined
+with its reason, so nothing outside the drop reaches the image store and nothing is skipped
+silently. A
 `_READY` file marks a drop as completely copied (`prodcls watch`); it is not a candidate. Inside
 a DVC repository only landed drops (those with their `<id>.dvc` file) are read: a folder still
 being copied in must not reach a model.
@@ -14,9 +18,12 @@ being copied in must not reach a model.
 
 import csv
 import logging
+import os
+import stat
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 from tqdm import tqdm
@@ -56,6 +63,8 @@ class DropFile:
     coarse_label: str
     pinned_split: str
     problem: str = ""
+    # False for a symbolic link or a non-regular file: ingest never opens it.
+    readable: bool = True
 
 
 def scan_drops(root: Path, landed_only: bool = False) -> list[DropFile]:
@@ -67,7 +76,9 @@ def scan_drops(root: Path, landed_only: bool = False) -> list[DropFile]:
     for entry in sorted(root.iterdir()):
         if _is_hidden(entry) or is_drop_version_file(entry):
             continue
-        if entry.is_dir() and landed_only and not dvc_file_path(entry).is_file():
+        if entry.is_symlink():
+            logger.warning("Ignoring %s: a symbolic link is never followed", entry)
+        elif entry.is_dir() and landed_only and not dvc_file_path(entry).is_file():
             logger.warning(
                 "Skipping drop %s: it is not landed yet (no %s); `prodcls land` or `dvc add` "
                 "it once it is complete",
@@ -88,28 +99,53 @@ def scan_drop(drop_dir: Path) -> list[DropFile]:
     return _scan_folder_tree(drop_dir)
 
 
+def normalise_label(text: str) -> str:
+    """`text` in Unicode NFC with its whitespace runs made one space and its ends trimmed: a
+    label typed `Kiwi `, or spelt in NFD by a Mac's file system, is the class `Kiwi`. Case is
+    kept: labels that differ only in case are a validation check, not a guess."""
+    normalised = " ".join(unicodedata.normalize("NFC", text).split())
+    if normalised != text:
+        logger.warning("label %r normalised to %r", text, normalised)
+    return normalised
+
+
 def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
 def _walk_files(folder: Path) -> Iterator[Path]:
-    """Non-hidden files below `folder` but the ready marker, skipping hidden folders, sorted."""
+    """Non-hidden entries below `folder` but the ready marker and the folders themselves,
+    skipping hidden folders, sorted; a symbolic link is an entry, never a folder to descend."""
     for entry in sorted(folder.iterdir()):
         if _is_hidden(entry) or entry.name == READY_MARKER:
             continue
         if entry.is_dir() and not entry.is_symlink():
             yield from _walk_files(entry)
-        elif entry.is_file():
+        else:
             yield entry
+
+
+def unreadable_reason(drop_dir: Path, relative: str) -> str:
+    """Why the entry at `relative` (below `drop_dir`) is no file ingest may open, or "": a
+    symbolic link, itself or a folder on its way, and anything but a regular file."""
+    path = drop_dir
+    for part in PurePosixPath(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            return f"a symbolic link ({part!r}): links are never followed"
+    if not stat.S_ISREG(path.lstat().st_mode):
+        return "not a regular file"
+    return ""
 
 
 def _scan_folder_tree(drop_dir: Path) -> list[DropFile]:
     files = []
     for path in _walk_files(drop_dir):
         parts = path.relative_to(drop_dir).parts
-        label = parts[-2] if len(parts) >= 2 else ""
-        coarse_label = parts[-3] if len(parts) >= 3 else ""
-        problem = "" if label else "no label: file is not inside a label folder"
+        label = normalise_label(parts[-2]) if len(parts) >= 2 else ""
+        coarse_label = normalise_label(parts[-3]) if len(parts) >= 3 else ""
+        unreadable = unreadable_reason(drop_dir, "/".join(parts))
+        problem = unreadable or ("" if label else "no label: file is not inside a label folder")
         files.append(
             DropFile(
                 drop=drop_dir.name,
@@ -118,6 +154,7 @@ def _scan_folder_tree(drop_dir: Path) -> list[DropFile]:
                 coarse_label=coarse_label,
                 pinned_split=UNPINNED,
                 problem=problem,
+                readable=not unreadable,
             )
         )
     return files
@@ -125,13 +162,7 @@ def _scan_folder_tree(drop_dir: Path) -> list[DropFile]:
 
 def _scan_labels_csv(drop_dir: Path) -> list[DropFile]:
     labelled = {
-        relative: DropFile(
-            drop=drop_dir.name,
-            source_path=f"{drop_dir.name}/{relative}",
-            label=row["label"],
-            coarse_label=row.get("coarse_label", ""),
-            pinned_split=row.get("split", UNPINNED),
-        )
+        relative: _listed_file(drop_dir, relative, row)
         for relative, row in read_labels_csv(drop_dir).items()
     }
     unlisted = [
@@ -141,12 +172,27 @@ def _scan_labels_csv(drop_dir: Path) -> list[DropFile]:
             label="",
             coarse_label="",
             pinned_split=UNPINNED,
-            problem=f"no label: file is not listed in {LABELS_FILE}",
+            problem=unreadable_reason(drop_dir, relative)
+            or f"no label: file is not listed in {LABELS_FILE}",
+            readable=not unreadable_reason(drop_dir, relative),
         )
         for relative in _relative_files(drop_dir)
         if relative not in labelled and relative != LABELS_FILE
     ]
     return [*labelled.values(), *unlisted]
+
+
+def _listed_file(drop_dir: Path, relative: str, row: dict[str, str]) -> DropFile:
+    unreadable = unreadable_reason(drop_dir, relative)
+    return DropFile(
+        drop=drop_dir.name,
+        source_path=f"{drop_dir.name}/{relative}",
+        label=normalise_label(row["label"]),
+        coarse_label=normalise_label(row.get("coarse_label", "")),
+        pinned_split=row.get("split", UNPINNED),
+        problem=unreadable,
+        readable=not unreadable,
+    )
 
 
 def _relative_files(folder: Path) -> list[str]:
@@ -204,13 +250,12 @@ def _check_row(drop_dir: Path, row: dict[str, str], line: str) -> str:
         raise DropFormatError(
             f"{line}: split {split!r} is not one of {', '.join(SPLITS)} (or empty)"
         )
-    drop_root = drop_dir.resolve()
-    target = (drop_dir / row["path"]).resolve()
-    if not target.is_relative_to(drop_root):
+    # Normalised without following links: a link is judged as itself (see unreadable_reason).
+    relative = PurePosixPath(os.path.normpath(row["path"].replace("\\", "/"))).as_posix()
+    if PurePosixPath(relative).is_absolute() or relative.split("/")[0] == "..":
         raise DropFormatError(f"{line}: path {row['path']!r} escapes the drop folder")
-    if not target.is_file():
+    if not os.path.lexists(drop_dir / relative):
         raise DropFormatError(f"{line}: path {row['path']!r} does not exist")
-    relative = target.relative_to(drop_root).as_posix()
     if relative == LABELS_FILE:
         raise DropFormatError(f"{line}: {LABELS_FILE} cannot label itself")
     return relative
@@ -225,8 +270,11 @@ def build_manifest(
     new = again = reused = 0
     for file in tqdm(files, desc="ingest", unit="file", disable=None):
         path = root / file.source_path
-        size = path.stat().st_size
-        if size > settings.max_source_bytes:
+        size = path.lstat().st_size
+        if not file.readable:
+            sha256, size = sha256_bytes(b""), 0
+            record = quarantine_record(file.problem)
+        elif size > settings.max_source_bytes:
             sha256 = sha256_file(path)
             record = quarantine_record(
                 f"file too large ({size} bytes > {settings.max_source_bytes})"

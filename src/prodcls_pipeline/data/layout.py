@@ -94,7 +94,9 @@ def land_drop(source: Path, destination: Path, name: str | None = None) -> Path:
     if staging.exists():
         shutil.rmtree(staging)
     destination.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, staging, ignore=shutil.ignore_patterns(".*"))
+    # Links stay links: ingest quarantines them, where a followed one would copy in whatever
+    # it points to, outside the drop too.
+    shutil.copytree(source, staging, symlinks=True, ignore=shutil.ignore_patterns(".*"))
     return staging.rename(target)
 
 

@@ -345,6 +345,7 @@ class _ContentChecks:
         steps: list[Callable[[], Check]] = [
             self._known_labels,
             self._conflicts,
+            self._label_spellings,
             self._images_per_class,
             self._quarantine_fraction,
             self._image_size,
@@ -395,12 +396,14 @@ class _ContentChecks:
         )
 
     def _conflicts(self) -> Check:
-        pairs = self._manifest[["sha256", "label"]].drop_duplicates().reset_index(drop=True)
+        # Judged on the images that decoded: two quarantined files (two empty ones, say) share
+        # a sha256 without being one picture anyone labelled twice.
+        pairs = self._ok[["sha256", "label"]].drop_duplicates().reset_index(drop=True)
         (result,) = _gx_runner().validate(
             "sha256_labels", pairs, [gx.expectations.ExpectColumnValuesToBeUnique(column="sha256")]
         )
         conflicting = sorted(set(result.result.get("unexpected_list", [])))
-        rows = self._manifest[self._manifest["sha256"].isin(conflicting)]
+        rows = self._ok[self._ok["sha256"].isin(conflicting)]
         self.conflicts = [
             {
                 "sha256": sha256,
@@ -421,6 +424,37 @@ class _ContentChecks:
             else "every image has one label",
             observed=len(self.conflicts),
             offending=self.conflicts,
+        )
+
+    def _label_spellings(self) -> Check:
+        """Labels that are one class once case is ignored (`Kiwi`, `KIWI`): which spelling is
+        meant is a person's call, so the drop stops until the labels agree."""
+        labels = pd.DataFrame({"label": sorted(self._ok["label"].unique())})
+        labels["folded"] = labels["label"].str.casefold()
+        (result,) = _gx_runner().validate(
+            "label_spellings",
+            labels,
+            [gx.expectations.ExpectColumnValuesToBeUnique(column="folded")],
+        )
+        colliding = labels[labels["folded"].isin(set(result.result.get("unexpected_list", [])))]
+        offending = [
+            {"labels": sorted(group["label"])}
+            for _, group in colliding.groupby("folded", sort=True)
+        ]
+        return Check(
+            name="label spellings",
+            success=result.success,
+            expectation=result.expectation_config.type,
+            summary=(
+                f"{_count(len(offending), 'class')} spelt more than one way: "
+                + _listing(
+                    [" vs ".join(repr(label) for label in row["labels"]) for row in offending]
+                )
+            )
+            if offending
+            else "every class has one spelling",
+            observed=len(offending),
+            offending=offending,
         )
 
     def _images_per_class(self) -> Check:
