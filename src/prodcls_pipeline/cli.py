@@ -5,6 +5,7 @@
 that cannot be read; no traceback.
 """
 
+import base64
 import json
 import os
 import signal
@@ -362,10 +363,9 @@ def predict_command(images: tuple[Path, ...], model: str, as_json: bool, top_k: 
         pyfunc = serving.load_model(model)
     except serving.ModelLoadError as error:
         raise UsageError(str(error)) from error
-    table = pyfunc.predict(
-        pd.DataFrame({serving.IMAGE_COLUMN: [str(path) for path in images]}),
-        params={"top_k": top_k},
-    )
+    # The model gets the images themselves: a served model reads no paths.
+    encoded = [base64.b64encode(path.read_bytes()).decode("ascii") for path in images]
+    table = pyfunc.predict(pd.DataFrame({serving.IMAGE_COLUMN: encoded}), params={"top_k": top_k})
     table.insert(0, "image", [str(path) for path in images])
     if as_json:
         click.echo(json.dumps(table.to_dict("records"), indent=2, ensure_ascii=False))

@@ -1,5 +1,6 @@
 """The items of a request: a path, raw bytes, base64 or a base64 data URI, each read into an
-upright RGB image by the one decoder, or refused with a message naming the item."""
+upright RGB image by the one decoder, or refused with a message naming the item. Paths are for
+in-process callers only: what a client sends a served model passes `request_bytes` first."""
 
 import base64
 import os
@@ -38,6 +39,26 @@ def read_image(item: ImageItem, index: int = 0, limits: ImageLimits | None = Non
         return decode_image(data, limits).image
     except ImageRejected as rejection:
         raise ImageInputError(item, index, rejection.reason) from rejection
+
+
+def request_bytes(item: object, index: int = 0) -> bytes:
+    """The image bytes a client sent: raw bytes, base64, or a base64 data URI. A served model
+    runs on someone else's machine, so a path is refused, never read: the client sends the
+    image itself."""
+    if isinstance(item, bytes | bytearray | memoryview):
+        return bytes(item)
+    if isinstance(item, str):
+        if item.startswith(_DATA_URI_PREFIX):
+            return _str_bytes(item, index)
+        data = _decode_base64(item)
+        if data is not None:
+            return data
+        reason = "not base64 or a base64 data URI"
+    else:
+        reason = f"expected bytes or a base64 str, got {type(item).__name__}"
+    raise ImageInputError(
+        item, index, f"{reason}: the served model reads no files, send the image's bytes"
+    )
 
 
 def _image_bytes(item: ImageItem, index: int) -> bytes:

@@ -28,7 +28,7 @@ from mlflow.types.schema import Array, Object, Property
 from prodcls_serving.common.decoding import ImageLimits
 from prodcls_serving.common.sessions import create_session
 from prodcls_serving.files import IMAGE_LIMITS_KEY, LABEL_MAP_FILE, MODEL_FILE, PREPROCESSING_FILE
-from prodcls_serving.inputs import ImageInputError, ImageItem, read_image
+from prodcls_serving.inputs import ImageInputError, ImageItem, read_image, request_bytes
 from prodcls_serving.preprocessing import preprocess
 
 PACKAGE_ARTIFACT = "package"
@@ -122,7 +122,8 @@ class ModelPackage:
 
 
 class ProductClassifierModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc model: a column `image` of paths, base64 or data URIs → labels and scores."""
+    """The pyfunc model: a column `image` of base64 or data URIs (or raw bytes) → labels and
+    scores. It never reads a path: it may serve clients on other machines."""
 
     def load_context(self, context: PythonModelContext) -> None:
         self.package = ModelPackage.load(Path(context.artifacts[PACKAGE_ARTIFACT]))
@@ -144,7 +145,10 @@ class ProductClassifierModel(mlflow.pyfunc.PythonModel):
                 f"top_k must be at least 1, got {top_k}", error_code=INVALID_PARAMETER_VALUE
             )
         try:
-            return self.package.predict(_image_items(model_input), top_k)
+            items = [
+                request_bytes(item, index) for index, item in enumerate(_image_items(model_input))
+            ]
+            return self.package.predict(items, top_k)
         except ImageInputError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error
 

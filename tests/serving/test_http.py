@@ -113,6 +113,21 @@ def test_a_non_image_is_a_400_with_a_readable_message(server: str) -> None:
     assert "Traceback" not in answer["message"]
 
 
+def test_a_server_path_is_a_400_and_the_file_is_never_read(server: str) -> None:
+    """The server runs where the client cannot look: a path it names must not be read."""
+    path = str(sample_images(1)[0].resolve())
+    body = {"dataframe_split": {"columns": ["image"], "data": [[path]]}}
+
+    status, answer = _post(f"{server}/invocations", body)
+
+    assert status == 400, answer
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "the served model reads no files" in answer["message"]
+    image = base64.b64encode(sample_images(1)[0].read_bytes()).decode("ascii")
+    again = {"dataframe_split": {"columns": ["image"], "data": [[image]]}}
+    assert _post(f"{server}/invocations", again)[0] == 200
+
+
 @pytest.mark.parametrize(
     ("width", "height", "reason"),
     [

@@ -169,14 +169,23 @@ def test_pyfunc_predicts_labels_coarse_labels_and_probabilities(
         assert 1 / len(LABELS) < row.probability < 1
 
 
-def test_pyfunc_takes_top_k_and_real_photo_paths(model: mlflow.pyfunc.PyFuncModel) -> None:
-    photos = [str(path) for path in sample_images(2)]
+def test_pyfunc_takes_top_k_and_real_photos(model: mlflow.pyfunc.PyFuncModel) -> None:
+    photos = [b64(path.read_bytes()) for path in sample_images(2)]
 
     predictions = model.predict(pd.DataFrame({"image": photos}), params={"top_k": 2})
 
     assert predictions["label"].isin(LABELS).all()
     assert [len(top) for top in predictions["top_k"]] == [2, 2]
     assert all(0 < top[1]["probability"] <= top[0]["probability"] for top in predictions["top_k"])
+
+
+def test_pyfunc_never_reads_a_path_it_is_sent(model: mlflow.pyfunc.PyFuncModel) -> None:
+    photo = sample_images(1)[0]
+    for item in (str(photo.resolve()), photo):
+        with pytest.raises(MlflowException) as caught:
+            model.unwrap_python_model().predict(None, [item])
+        assert caught.value.get_http_status_code() == 400
+        assert "the served model reads no files" in caught.value.message
 
 
 def test_pyfunc_rejects_a_non_image_with_a_400_error(model: mlflow.pyfunc.PyFuncModel) -> None:
@@ -276,7 +285,7 @@ def test_logging_needs_an_active_run(tmp_path: Path) -> None:
 
 # A serving client: mlflow and the pinned requirements, nothing of the training stack.
 _CLIENT = """
-import importlib.abc, json, sys
+import base64, importlib.abc, json, sys
 import mlflow, pandas as pd
 
 class NotInstalled(importlib.abc.MetaPathFinder):
@@ -285,7 +294,8 @@ class NotInstalled(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}")
 
 sys.meta_path.insert(0, NotInstalled())
-predictions = mlflow.pyfunc.load_model(sys.argv[1]).predict(pd.DataFrame({"image": sys.argv[2:]}))
+images = [base64.b64encode(open(path, "rb").read()).decode("ascii") for path in sys.argv[2:]]
+predictions = mlflow.pyfunc.load_model(sys.argv[1]).predict(pd.DataFrame({"image": images}))
 print(json.dumps({
     "labels": predictions["label"].tolist(),
     "serving": sys.modules["prodcls_serving.model"].__file__,
@@ -308,7 +318,9 @@ def test_a_client_without_torch_loads_the_logged_code(registry: str, tmp_path: P
     assert (
         output["labels"]
         == mlflow.pyfunc.load_model(CHAMPION_URI)
-        .predict(pd.DataFrame({"image": photos}))["label"]
+        .predict(pd.DataFrame({"image": [b64(Path(photo).read_bytes()) for photo in photos]}))[
+            "label"
+        ]
         .tolist()
     )
     # The model's own copy of the code, not the checkout's.

@@ -3,6 +3,7 @@
 
 import json
 import logging
+from base64 import b64encode
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -279,7 +280,8 @@ def _served_labels(
     so only the test images added since are predicted."""
     missing = [sha256 for sha256 in sha256s if sha256 not in recorded]
     if missing:
-        images = [str(image_store.path(sha256)) for sha256 in missing]
+        # Sent as a client sends them: a served model reads no paths.
+        images = [b64encode(image_store.path(sha256).read_bytes()).decode() for sha256 in missing]
         predictions = load_model(model_uri).predict(pd.DataFrame({IMAGE_COLUMN: images}))
         recorded = {**recorded, **dict(zip(missing, predictions["label"], strict=True))}
     logger.info(
