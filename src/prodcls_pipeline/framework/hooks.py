@@ -1,7 +1,11 @@
 """Project hooks: check params.yaml before anything runs; point a failed validation gate at the
-report a person should read."""
+report a person should read; end a failed run with that message, the traceback in a log file."""
 
 import logging
+import sys
+import traceback
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from kedro.framework.context import KedroContext
@@ -15,6 +19,9 @@ REPORT_DATASETS = {
     "validation_report_markdown": "Validation report",
     "validation_report": "Validation report (JSON)",
 }
+
+# Where a failed run's traceback goes, one file per pipeline (a DVC stage runs one).
+TRACEBACK_DIR = Path("logs") / "stages"
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +64,46 @@ class ValidationReportHook:
         for line in self._report_lines:
             error.add_note(line)
         logger.error("%s", "\n".join([str(error), *self._report_lines]))
+
+
+class ShortFailureHook:
+    """Ends a failed `kedro run` with the lines a person needs instead of a traceback.
+
+    Kedro lets the run's exception reach the interpreter, which prints some 40 lines of Python
+    before the message. This hook writes the traceback to `logs/stages/<pipeline>.log` and, for
+    that exception alone, has the interpreter print the stage, the problem, a gate's report paths
+    and the log's path instead. An in-process caller (a test, a notebook) still gets the
+    exception; any other uncaught exception keeps the interpreter's handling.
+    """
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any]) -> None:
+        stage = "+".join(run_params.get("pipeline_names") or ["__default__"])
+        message = failure_message(stage, error, write_traceback(stage, error))
+        previous = sys.excepthook
+
+        def print_message(
+            kind: type[BaseException], value: BaseException, trace: TracebackType | None
+        ) -> None:
+            if value is error:
+                print(message, file=sys.stderr)
+            else:
+                previous(kind, value, trace)
+
+        sys.excepthook = print_message
+
+
+def failure_message(stage: str, error: BaseException, traceback_file: Path) -> str:
+    """Which stage failed, what went wrong (a gate's message and notes name the report), and
+    where the traceback is."""
+    problem = str(error) if isinstance(error, GateError) else f"{type(error).__name__}: {error}"
+    notes = getattr(error, "__notes__", [])
+    return "\n".join([f"Stage {stage!r} failed: {problem}", *notes, f"Traceback: {traceback_file}"])
+
+
+def write_traceback(stage: str, error: BaseException) -> Path:
+    """`error`'s traceback in `TRACEBACK_DIR/<stage>.log`, replacing the last failure's."""
+    TRACEBACK_DIR.mkdir(parents=True, exist_ok=True)
+    path = TRACEBACK_DIR / f"{stage}.log"
+    path.write_text("".join(traceback.format_exception(error)))
+    return path
