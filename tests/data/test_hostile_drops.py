@@ -141,3 +141,17 @@ def test_landing_keeps_a_link_a_link_so_what_it_points_to_is_not_copied_in(linke
     assert (landed / "apple" / "to_outside.jpg").is_symlink()
     assert (landed / "Kiwi").is_symlink()
     assert digest(landed) == digest(drop)
+
+
+def test_os_junk_is_skipped_and_counted_not_quarantined(tmp_path, make_image, caplog):
+    root = tmp_path / "drops"
+    make_image(root / "d1" / "apple" / "a.jpg")
+    for junk in (".DS_Store", "Thumbs.db", "desktop.ini", "._a.jpg"):
+        (root / "d1" / "apple" / junk).write_bytes(b"\x00junk")
+    caplog.set_level("INFO")
+
+    files = scan_drops(root)
+
+    assert [file.source_path for file in files] == ["d1/apple/a.jpg"]
+    assert "drop d1: skipped 4 hidden or OS junk entries" in caplog.text
+    assert "Thumbs.db" in caplog.text and "desktop.ini" in caplog.text

@@ -47,6 +47,8 @@ REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("split", "coarse_label")
 # The file a sender puts in a drop when it is completely copied.
 READY_MARKER = "_READY"
+# Files operating systems leave in folders they show: no one's photo, skipped and counted.
+OS_JUNK = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "Desktop.ini"})
 
 
 class DropFormatError(ValueError):
@@ -93,10 +95,22 @@ def scan_drops(root: Path, landed_only: bool = False) -> list[DropFile]:
 
 
 def scan_drop(drop_dir: Path) -> list[DropFile]:
-    """The candidate files of one drop folder, whichever its format."""
+    """The candidate files of one drop folder, whichever its format; the hidden entries and the
+    OS junk it skips are counted in the log."""
+    skipped: list[Path] = []
     if (drop_dir / LABELS_FILE).is_file():
-        return _scan_labels_csv(drop_dir)
-    return _scan_folder_tree(drop_dir)
+        files = _scan_labels_csv(drop_dir, skipped)
+    else:
+        files = _scan_folder_tree(drop_dir, skipped)
+    if skipped:
+        names = sorted({path.name for path in skipped})
+        logger.info(
+            "drop %s: skipped %d hidden or OS junk entries (%s)",
+            drop_dir.name,
+            len(skipped),
+            ", ".join(names[:5]) + (f" and {len(names) - 5} more names" if len(names) > 5 else ""),
+        )
+    return files
 
 
 def normalise_label(text: str) -> str:
@@ -113,14 +127,17 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
-def _walk_files(folder: Path) -> Iterator[Path]:
+def _walk_files(folder: Path, skipped: list[Path]) -> Iterator[Path]:
     """Non-hidden entries below `folder` but the ready marker and the folders themselves,
-    skipping hidden folders, sorted; a symbolic link is an entry, never a folder to descend."""
+    skipping hidden folders, sorted; a symbolic link is an entry, never a folder to descend.
+    The hidden entries and OS junk skipped are appended to `skipped`."""
     for entry in sorted(folder.iterdir()):
-        if _is_hidden(entry) or entry.name == READY_MARKER:
+        if entry.name == READY_MARKER:
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            yield from _walk_files(entry)
+        if _is_hidden(entry) or entry.name in OS_JUNK:
+            skipped.append(entry)
+        elif entry.is_dir() and not entry.is_symlink():
+            yield from _walk_files(entry, skipped)
         else:
             yield entry
 
@@ -138,9 +155,9 @@ def unreadable_reason(drop_dir: Path, relative: str) -> str:
     return ""
 
 
-def _scan_folder_tree(drop_dir: Path) -> list[DropFile]:
+def _scan_folder_tree(drop_dir: Path, skipped: list[Path]) -> list[DropFile]:
     files = []
-    for path in _walk_files(drop_dir):
+    for path in _walk_files(drop_dir, skipped):
         parts = path.relative_to(drop_dir).parts
         label = normalise_label(parts[-2]) if len(parts) >= 2 else ""
         coarse_label = normalise_label(parts[-3]) if len(parts) >= 3 else ""
@@ -160,7 +177,7 @@ def _scan_folder_tree(drop_dir: Path) -> list[DropFile]:
     return files
 
 
-def _scan_labels_csv(drop_dir: Path) -> list[DropFile]:
+def _scan_labels_csv(drop_dir: Path, skipped: list[Path]) -> list[DropFile]:
     labelled = {
         relative: _listed_file(drop_dir, relative, row)
         for relative, row in read_labels_csv(drop_dir).items()
@@ -176,7 +193,7 @@ def _scan_labels_csv(drop_dir: Path) -> list[DropFile]:
             or f"no label: file is not listed in {LABELS_FILE}",
             readable=not unreadable_reason(drop_dir, relative),
         )
-        for relative in _relative_files(drop_dir)
+        for relative in _relative_files(drop_dir, skipped)
         if relative not in labelled and relative != LABELS_FILE
     ]
     return [*labelled.values(), *unlisted]
@@ -195,8 +212,8 @@ def _listed_file(drop_dir: Path, relative: str, row: dict[str, str]) -> DropFile
     )
 
 
-def _relative_files(folder: Path) -> list[str]:
-    return [path.relative_to(folder).as_posix() for path in _walk_files(folder)]
+def _relative_files(folder: Path, skipped: list[Path]) -> list[str]:
+    return [path.relative_to(folder).as_posix() for path in _walk_files(folder, skipped)]
 
 
 def read_labels_csv(drop_dir: Path) -> dict[str, dict[str, str]]:
