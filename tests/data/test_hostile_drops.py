@@ -5,11 +5,15 @@ nothing is skipped silently, and the raw drop is left byte for byte as it came.
 """
 
 import hashlib
+import io
 import os
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
+from helpers import declared_png
+from PIL import Image
 
 from prodcls_pipeline.core.schema import QUARANTINED
 from prodcls_pipeline.data.drops import build_manifest, scan_drops
@@ -155,3 +159,92 @@ def test_os_junk_is_skipped_and_counted_not_quarantined(tmp_path, make_image, ca
     assert [file.source_path for file in files] == ["d1/apple/a.jpg"]
     assert "drop d1: skipped 4 hidden or OS junk entries" in caplog.text
     assert "Thumbs.db" in caplog.text and "desktop.ini" in caplog.text
+
+
+def _bad_files(folder: Path) -> dict[str, str]:
+    """One file of every awkward kind, written into `folder`; {name: the expected outcome}: a
+    format that decodes is normalised (`ok FORMAT WxH`), anything else quarantined with the
+    start of its reason."""
+    folder.mkdir(parents=True)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8))
+    jpeg = io.BytesIO()
+    photo.save(jpeg, "JPEG")
+    rotated = Image.Exif()
+    rotated[0x0112] = 6  # EXIF orientation: rotate 90° clockwise to show upright
+    writers = {
+        "zero.jpg": lambda path: path.write_bytes(b""),
+        "truncated.jpg": lambda path: path.write_bytes(
+            jpeg.getvalue()[: len(jpeg.getvalue()) // 2]
+        ),
+        "text.jpg": lambda path: path.write_text("just some notes"),
+        "page.jpg": lambda path: path.write_text("<html><body>not a photo</body></html>"),
+        "alpha.png": lambda path: photo.convert("RGBA").save(path),
+        "sixteen.png": lambda path: Image.fromarray(np.full((120, 160), 40000, np.uint16)).save(
+            path
+        ),
+        "palette.png": lambda path: photo.convert("P").save(path),
+        "cmyk.jpg": lambda path: photo.convert("CMYK").save(path),
+        "gray.jpg": lambda path: photo.convert("L").save(path),
+        "animated.gif": lambda path: photo.save(
+            path, save_all=True, append_images=[photo.rotate(90)]
+        ),
+        "photo.webp": photo.save,
+        "photo.tiff": photo.save,
+        "photo.bmp": photo.save,
+        "rotated.jpg": lambda path: photo.save(path, exif=rotated),
+        "bomb.png": lambda path: path.write_bytes(declared_png(30_000, 30_000)),
+        "wide.png": lambda path: Image.new("RGB", (4000, 10)).save(path),
+        "name with spaces.jpg": photo.save,
+        unicodedata.normalize("NFD", "café.jpg"): photo.save,
+    }
+    for name, write in writers.items():
+        write(folder / name)
+    return {
+        "zero.jpg": "quarantined empty file",
+        "truncated.jpg": "quarantined truncated or corrupt image data",
+        "text.jpg": "quarantined not a decodable image",
+        "page.jpg": "quarantined not a decodable image",
+        "alpha.png": "ok PNG 160x120",
+        "sixteen.png": "ok PNG 160x120",
+        "palette.png": "ok PNG 160x120",
+        "cmyk.jpg": "ok JPEG 160x120",
+        "gray.jpg": "ok JPEG 160x120",
+        "animated.gif": "ok GIF 160x120",
+        "photo.webp": "ok WEBP 160x120",
+        "photo.tiff": "ok TIFF 160x120",
+        "photo.bmp": "ok BMP 160x120",
+        "rotated.jpg": "ok JPEG 120x160",
+        "bomb.png": "quarantined too many pixels",
+        "wide.png": "quarantined aspect ratio too extreme",
+        "name with spaces.jpg": "ok JPEG 160x120",
+        unicodedata.normalize("NFD", "café.jpg"): "ok JPEG 160x120",
+    }
+
+
+def test_every_awkward_file_is_normalised_or_quarantined_with_its_reason(tmp_path):
+    root = tmp_path / "drops"
+    expected = _bad_files(root / "d1" / "apple")
+    before = digest(root)
+    production = IngestSettings(
+        max_side=512,
+        normalised_quality=95,
+        max_source_bytes=52_428_800,
+        max_source_pixels=40_000_000,
+        max_aspect_ratio=20,
+    )
+    store = ImageStore(tmp_path / "store")
+
+    manifest = build_manifest(root, scan_drops(root), store, production)
+
+    outcomes = {}
+    for row in manifest.itertuples():
+        name = row.source_path.rsplit("/", 1)[1]
+        if row.status == "ok":
+            outcomes[name] = f"ok {row.format} {row.width}x{row.height}"
+            assert store.open(row.sha256).mode == "RGB", name
+        else:
+            outcomes[name] = f"quarantined {row.quarantine_reason}"
+    assert outcomes.keys() == expected.keys()
+    for name, outcome in expected.items():
+        assert outcomes[name].startswith(outcome), (name, outcomes[name])
+    assert digest(root) == before
