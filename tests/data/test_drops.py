@@ -127,12 +127,15 @@ def test_labels_csv_with_only_required_columns(tmp_path, make_image):
         ("path,label\nx.jpg,\n", "line 2: empty label"),
         ("path,label\nx.jpg,Lime,extra\n", "line 2: expected 2 fields"),
         ("path,label\nx.jpg,Lime\n./x.jpg,Kiwi\n", "line 3: 'x.jpg' is listed twice"),
+        ("path,label\n/etc/hostname,Lime\n", "line 2: path '/etc/hostname' escapes"),
+        ("path;label\nx.jpg;Lime\n", "missing column"),
+        ("path,label\nx.jpg,Lime\nx.jpg,Citr\xfcs\n", "line 3: not UTF-8 \\(byte 0xfc\\)"),
     ],
 )
 def test_malformed_labels_csv_raises_naming_drop_and_line(tmp_path, make_image, text, message):
     make_image(tmp_path / "d" / "x.jpg")
     make_image(tmp_path / "escape.jpg")
-    write_labels(tmp_path / "d", text)
+    (tmp_path / "d" / "labels.csv").write_bytes(text.encode("latin-1"))
     with pytest.raises(DropFormatError, match=message):
         scan_drops(tmp_path)
 

@@ -57,7 +57,7 @@ def test_clean_manifest_passes_with_deterministic_json_report():
     }  # fmt: skip
     assert report["new_classes"] == ["apple", "pear"]
     assert "no previous manifest" in check(report, "known labels")["summary"]
-    assert len(report["checks"]) == 14
+    assert len(report["checks"]) == 15
     first = json.dumps(report, allow_nan=False, sort_keys=True)
     assert json.dumps(validate_manifest(clean, NO_PREVIOUS, RULES), sort_keys=True) == first
 
@@ -276,3 +276,30 @@ def test_labels_that_differ_only_in_case_stop_the_drop_naming_both_spellings():
     assert check(validate_manifest(manifest(clean_rows()), NO_PREVIOUS, RULES), "label spellings")[
         "success"
     ]
+
+
+def test_a_class_under_two_coarse_labels_stops_the_drop():
+    rows = [
+        row("drop-001", "apple", f"a-{i}", coarse_label="Fruit" if i % 2 else "Vegetables")
+        for i in range(4)
+    ] + [row("drop-001", "pear", f"p-{i}", coarse_label="Fruit") for i in range(4)]
+
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+
+    coarse = check(report, "coarse labels")
+    assert not coarse["success"] and not report["success"]
+    assert coarse["offending"] == [{"label": "apple", "coarse_labels": ["Fruit", "Vegetables"]}]
+    assert "apple in 'Fruit' and 'Vegetables'" in coarse["summary"]
+
+
+def test_a_drop_without_coarse_labels_does_not_contradict_one_with_them():
+    rows = [
+        row("drop-001", label, f"{label}-{i}", coarse_label="Fruit")
+        for label in ("apple", "pear")
+        for i in range(4)
+    ]
+    rows += [row("drop-002", "apple", f"plain-{i}") for i in range(4)]
+
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+
+    assert check(report, "coarse labels")["success"]

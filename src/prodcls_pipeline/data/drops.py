@@ -17,6 +17,7 @@ being copied in must not reach a model.
 """
 
 import csv
+import io
 import logging
 import os
 import stat
@@ -220,7 +221,16 @@ def read_labels_csv(drop_dir: Path) -> dict[str, dict[str, str]]:
     """The rows of `drop_dir/labels.csv` keyed by normalised relative path, checked strictly."""
     csv_path = drop_dir / LABELS_FILE
     where = f"drop {drop_dir.name!r}, {LABELS_FILE}"
-    with csv_path.open(newline="", encoding="utf-8-sig") as stream:
+    data = csv_path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DropFormatError(
+            f"{where}, line {line}: not UTF-8 (byte {data[error.start]:#04x}); save the file "
+            "as UTF-8"
+        ) from error
+    with io.StringIO(text, newline="") as stream:
         reader = csv.reader(stream)
         header = [column.strip() for column in next(reader, [])]
         _check_header(header, where)

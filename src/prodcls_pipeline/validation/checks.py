@@ -346,6 +346,7 @@ class _ContentChecks:
             self._known_labels,
             self._conflicts,
             self._label_spellings,
+            self._coarse_labels,
             self._images_per_class,
             self._quarantine_fraction,
             self._image_size,
@@ -453,6 +454,39 @@ class _ContentChecks:
             )
             if offending
             else "every class has one spelling",
+            observed=len(offending),
+            offending=offending,
+        )
+
+    def _coarse_labels(self) -> Check:
+        """A fine label belongs to one coarse label: a second one makes the coarse scores and the
+        hierarchy the model learns contradict each other."""
+        pairs = (
+            self._ok[["label", "coarse_label"]]
+            .drop_duplicates()
+            .sort_values(["label", "coarse_label"], ignore_index=True)
+        )
+        (result,) = _gx_runner().validate(
+            "coarse_labels", pairs, [gx.expectations.ExpectColumnValuesToBeUnique(column="label")]
+        )
+        contradicted = pairs[pairs["label"].isin(set(result.result.get("unexpected_list", [])))]
+        offending = [
+            {"label": label, "coarse_labels": group["coarse_label"].tolist()}
+            for label, group in contradicted.groupby("label", sort=True)
+        ]
+        listing = _listing(
+            [
+                f"{row['label']} in {' and '.join(map(repr, row['coarse_labels']))}"
+                for row in offending
+            ]
+        )
+        return Check(
+            name="coarse labels",
+            success=result.success,
+            expectation=result.expectation_config.type,
+            summary=f"{_count(len(offending), 'class')} with two coarse labels: {listing}"
+            if offending
+            else "every class has one coarse label",
             observed=len(offending),
             offending=offending,
         )
