@@ -460,9 +460,9 @@ class _ContentChecks:
 
     def _coarse_labels(self) -> Check:
         """A fine label belongs to one coarse label: a second one makes the coarse scores and the
-        hierarchy the model learns contradict each other."""
+        hierarchy the model learns contradict each other. A drop that gives none says nothing."""
         pairs = (
-            self._ok[["label", "coarse_label"]]
+            self._ok.loc[self._ok["coarse_label"] != "", ["label", "coarse_label"]]
             .drop_duplicates()
             .sort_values(["label", "coarse_label"], ignore_index=True)
         )
