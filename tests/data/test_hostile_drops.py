@@ -248,3 +248,19 @@ def test_every_awkward_file_is_normalised_or_quarantined_with_its_reason(tmp_pat
     for name, outcome in expected.items():
         assert outcomes[name].startswith(outcome), (name, outcomes[name])
     assert digest(root) == before
+
+
+def test_a_stored_copy_carries_no_exif_or_gps(tmp_path, make_image):
+    root = tmp_path / "drops"
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # camera make
+    exif[0x8825] = {1: "N", 2: (59.0, 19.0, 48.0)}  # GPS IFD: latitude
+    photo = make_image(root / "d1" / "apple" / "a.jpg", size=(80, 60), exif=exif)
+    assert Image.open(photo).getexif()  # the original has it
+    store = ImageStore(tmp_path / "store")
+
+    [row] = build_manifest(root, scan_drops(root), store, SETTINGS).itertuples()
+
+    copy = Image.open(store.path(row.sha256))
+    assert dict(copy.getexif()) == {}
+    assert "exif" not in copy.info and "icc_profile" not in copy.info
