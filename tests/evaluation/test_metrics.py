@@ -78,3 +78,14 @@ def test_coarse_confusion_matrix_without_coarse_labels_says_so() -> None:
     figure = coarse_confusion_figure(table().assign(coarse_label=""), ["", "", ""])
     assert "no coarse labels" in figure.axes[0].texts[0].get_text()
     assert figure_png(figure).startswith(b"\x89PNG")
+
+
+def test_labels_with_mathtext_syntax_are_drawn_as_typed() -> None:
+    """`$x^` is invalid mathtext: parsed, it raises while the plot is saved."""
+    labels = ["$x^", "a_b$", r"\frac{"]
+    truth = pd.Series(["$x^", "a_b$", r"\frac{"])
+    figure = confusion_figure(truth, truth, labels, "test of $x^")
+
+    assert figure_png(figure).startswith(b"\x89PNG")
+    drawn = [tick.get_text() for tick in figure.axes[0].get_xticklabels()]
+    assert drawn == labels

@@ -5,6 +5,7 @@
 - `errors`: Errors every layer may raise and the Kedro glue recognises without importing the areas.
 - `exports`: An area's public API, named in its `__init__.py` and imported on first use (PEP 562).
 - `numbers`: How many decimals each kind of reported number keeps, so every stage rounds alike.
+- `plotting`: Matplotlib as every plot uses it: rendered headless, every text drawn as typed.
 - `rules`: Rules read from one section of params.yaml, built and checked one way.
 - `schema`: The manifest's columns and types, the split names and the image statuses: the words
   every stage uses for the same rows, defined once.
@@ -26,6 +27,7 @@ __all__, __getattr__ = lazy_exports(
         "errors": ["GateError"],
         "exports": ["lazy_exports"],
         "numbers": ["METRIC_DIGITS", "round_measure", "round_metric"],
+        "plotting": ["configure_matplotlib"],
         "rules": ["Rule", "RuleParamsError"],
         "schema": [
             "INTEGER_COLUMNS",

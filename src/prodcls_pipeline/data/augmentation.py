@@ -15,8 +15,11 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
+from prodcls_pipeline.core.plotting import configure_matplotlib
 from prodcls_pipeline.core.schema import TRAIN
 from prodcls_pipeline.data.preprocessing import Preprocessing, tensor_normalisation
+
+configure_matplotlib()
 
 COLOR_JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
 POLICY_KEYS = ("random_resized_crop_scale", "horizontal_flip_p", "rotation_degrees", "color_jitter")

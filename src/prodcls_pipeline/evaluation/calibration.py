@@ -1,8 +1,5 @@
 """Calibration: does a confidence of 0.8 mean the prediction is right 8 times in 10?"""
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -11,6 +8,9 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 from prodcls_pipeline.core.numbers import round_metric
+from prodcls_pipeline.core.plotting import configure_matplotlib
+
+configure_matplotlib()
 
 # Temperatures searched (log-uniformly): far wider than any trained classifier needs.
 _TEMPERATURE_RANGE = (0.05, 20.0)

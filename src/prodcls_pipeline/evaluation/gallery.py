@@ -2,16 +2,16 @@
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 from PIL import ImageOps
 
+from prodcls_pipeline.core.plotting import configure_matplotlib
 from prodcls_pipeline.evaluation.metrics import message_figure
 from prodcls_pipeline.runtime.batching import ImageSource
+
+configure_matplotlib()
 
 GALLERY_COLUMNS = 4
 THUMBNAIL_PIXELS = 160

@@ -3,9 +3,6 @@
 import io
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -14,6 +11,9 @@ from sklearn.metrics import balanced_accuracy_score, classification_report, conf
 
 from prodcls_pipeline.core import scores
 from prodcls_pipeline.core.numbers import round_metric
+from prodcls_pipeline.core.plotting import configure_matplotlib
+
+configure_matplotlib()
 
 
 def prediction_table(
