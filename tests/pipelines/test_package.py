@@ -219,6 +219,32 @@ def test_the_gate_promotes_on_the_floor_alone_then_demands_a_gain(
     assert (Path(attached) / "promotion.md").read_text() == markdown
 
 
+def test_a_champion_moved_while_the_gate_scored_is_not_overwritten(
+    package: dict[str, bytes],
+    training_run: dict[str, str],
+    store: tuple[pd.DataFrame, ImageStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = register_model(package, training_run, *store, PARAMS)
+    repackaged = {**package, PREPROCESSING_FILE: package[PREPROCESSING_FILE] + b"\n"}
+    second = register_model(repackaged, training_run, *store, PARAMS)
+    real_decide = package_nodes.decide
+
+    def another_gate_promotes_meanwhile(*args: Any) -> dict[str, Any]:
+        MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", str(second["version"]))
+        return real_decide(*args)
+
+    monkeypatch.setattr(package_nodes, "decide", another_gate_promotes_meanwhile)
+    record, markdown = gate_promotion(first, *store, PARAMS)
+
+    assert record["verdict"] == "rejected" and record["champion"] is None
+    assert record["reason"].startswith(
+        "the champion moved while this gate scored against no champion"
+    )
+    assert MlflowClient().get_registered_model(MODEL_NAME).aliases["champion"] == 2
+    assert "**Verdict: rejected.**" in markdown
+
+
 def test_the_gate_predicts_only_the_test_images_the_champion_has_not_served(
     package: dict[str, bytes],
     training_run: dict[str, str],

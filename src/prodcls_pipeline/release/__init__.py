@@ -32,7 +32,14 @@ __all__, __getattr__ = lazy_exports(
             "version_artifact_path",
         ],
         "package": ["LINEAGE_FILE", "build_package", "served_digest", "version_tags"],
-        "promotion": ["PROMOTED", "PromotionRule", "decide", "render_decision", "score"],
+        "promotion": [
+            "PROMOTED",
+            "REJECTED",
+            "PromotionRule",
+            "decide",
+            "render_decision",
+            "score",
+        ],
         "registry": [
             "CHAMPION",
             "SERVED_DIGEST_TAG",
@@ -44,6 +51,7 @@ __all__, __getattr__ = lazy_exports(
             "log_lineage",
             "recorded_json",
             "register_model_version",
+            "move_alias_from",
             "set_alias",
             "version_run_id",
         ],

@@ -174,6 +174,17 @@ def set_alias(model_name: str, alias: str, version: int) -> None:
     MlflowClient().set_registered_model_alias(model_name, alias, str(version))
 
 
+def move_alias_from(model_name: str, alias: str, expected: int | None, version: int) -> bool:
+    """Point `alias` at `version` only if it still points at `expected` (None: not set yet);
+    whether it moved. A gate scores for minutes against the champion it read: read again just
+    before the move, two package stages sharing a registry do not both promote against one
+    champion (MLflow has no compare-and-set, so this narrows the window to one request)."""
+    if alias_version(model_name, alias) != expected:
+        return False
+    set_alias(model_name, alias, version)
+    return True
+
+
 def attach_decision(
     model_name: str, version: int, run_id: str, files: dict[str, bytes], tags: dict[str, str]
 ) -> None:

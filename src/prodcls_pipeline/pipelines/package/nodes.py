@@ -31,6 +31,7 @@ from prodcls_pipeline.release.package import (
 )
 from prodcls_pipeline.release.promotion import (
     PROMOTED,
+    REJECTED,
     PromotionRule,
     decide,
     render_decision,
@@ -45,9 +46,9 @@ from prodcls_pipeline.release.registry import (
     decision_folder,
     existing_registration,
     log_lineage,
+    move_alias_from,
     recorded_json,
     register_model_version,
-    set_alias,
     version_run_id,
 )
 from prodcls_serving.files import MODEL_CARD_FILE
@@ -172,8 +173,15 @@ def gate_promotion(
         "model_name": model_name,
         **decide(challenger, champion, PromotionRule.from_params(params.promotion.model_dump())),
     }
-    if record["verdict"] == PROMOTED:
-        set_alias(model_name, CHAMPION, registration["version"])
+    if record["verdict"] == PROMOTED and not move_alias_from(
+        model_name, CHAMPION, champion_version, registration["version"]
+    ):
+        record |= {
+            "verdict": REJECTED,
+            "reason": "the champion moved while this gate scored against "
+            + (f"v{champion_version}" if champion_version is not None else "no champion")
+            + ": `dvc repro -f package` judges against the new one",
+        }
     markdown = render_decision(record)
     attach_decision(
         model_name,
