@@ -7,6 +7,7 @@
 """
 
 import ast
+import dataclasses
 import hashlib
 import io
 import json
@@ -82,8 +83,12 @@ def project_params() -> dict[str, Any]:
     return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
 
 
-# The test packages hold served images to the project's own ingest limits.
-PACKAGE_LIMITS = IngestSettings.from_params(project_params()["ingest"]).limits
+# The test packages hold served images to the project's own ingest limits but the smallest
+# side: their synthetic photos are a few pixels across (tests/serving/test_decoding.py checks
+# that rule).
+PACKAGE_LIMITS = dataclasses.replace(
+    IngestSettings.from_params(project_params()["ingest"]).limits, min_side=1
+)
 
 
 def colour_classifier() -> nn.Module:

@@ -18,6 +18,7 @@ INGEST_PARAMS = {
     "max_source_bytes": 1_000_000,
     "max_source_pixels": 1_000_000,
     "max_aspect_ratio": 20,
+    "min_source_side": 1,
 }
 
 

@@ -26,6 +26,7 @@ SETTINGS = IngestSettings(
     max_source_bytes=100_000,
     max_source_pixels=1_000_000,
     max_aspect_ratio=20,
+    min_source_side=1,
 )
 
 

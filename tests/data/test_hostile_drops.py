@@ -26,6 +26,7 @@ SETTINGS = IngestSettings(
     max_source_bytes=100_000,
     max_source_pixels=1_000_000,
     max_aspect_ratio=20,
+    min_source_side=1,
 )
 LINK_REASON = "links are never followed"
 
@@ -193,7 +194,8 @@ def _bad_files(folder: Path) -> dict[str, str]:
         "photo.bmp": photo.save,
         "rotated.jpg": lambda path: photo.save(path, exif=rotated),
         "bomb.png": lambda path: path.write_bytes(declared_png(30_000, 30_000)),
-        "wide.png": lambda path: Image.new("RGB", (4000, 10)).save(path),
+        "wide.png": lambda path: Image.new("RGB", (4200, 200)).save(path),
+        "dot.png": lambda path: Image.new("RGB", (1, 1)).save(path),
         "name with spaces.jpg": photo.save,
         unicodedata.normalize("NFD", "café.jpg"): photo.save,
     }
@@ -216,6 +218,7 @@ def _bad_files(folder: Path) -> dict[str, str]:
         "rotated.jpg": "ok JPEG 120x160",
         "bomb.png": "quarantined too many pixels",
         "wide.png": "quarantined aspect ratio too extreme",
+        "dot.png": "quarantined too small (1×1, a side below 64 pixels)",
         "name with spaces.jpg": "ok JPEG 160x120",
         unicodedata.normalize("NFD", "café.jpg"): "ok JPEG 160x120",
     }
@@ -231,6 +234,7 @@ def test_every_awkward_file_is_normalised_or_quarantined_with_its_reason(tmp_pat
         max_source_bytes=52_428_800,
         max_source_pixels=40_000_000,
         max_aspect_ratio=20,
+        min_source_side=64,
     )
     store = ImageStore(tmp_path / "store")
 

@@ -27,6 +27,7 @@ SETTINGS = IngestSettings(
     max_source_bytes=10**6,
     max_source_pixels=1_000_000,
     max_aspect_ratio=20,
+    min_source_side=1,
 )
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CW = 6

@@ -101,8 +101,8 @@ def test_every_benchmark_configuration_is_valid(config: Path) -> None:
             "params.yaml: unknown section 'trian'",
         ),
         (
-            lambda params: params["validate"].pop("min_width"),
-            "params.yaml: missing key 'min_width' in section 'validate'",
+            lambda params: params["validate"].pop("min_images_per_class"),
+            "params.yaml: missing key 'min_images_per_class' in section 'validate'",
         ),
         (lambda params: params.pop("split"), "params.yaml: missing section 'split'"),
         (

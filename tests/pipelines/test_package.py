@@ -319,7 +319,10 @@ def test_package_pipeline_runs_on_memory_datasets(
         "image_store": store[1],
         "test_predictions": store[0].assign(predicted=store[0]["label"]),
         "params:package": PARAMS,
-        "params:ingest": IngestParams.model_validate(project_params()["ingest"]),
+        # The synthetic photos are a few pixels across: the package's smallest side is 1.
+        "params:ingest": IngestParams.model_validate(
+            {**project_params()["ingest"], "min_source_side": 1}
+        ),
         "parameters": {"package": PARAMS, "seed": 7},
         "classifier": {**package_inputs()["classifier"], "warm_start": WARM_START},
     }

@@ -25,10 +25,6 @@ CONTRACT = {
     "new_class_policy": "allow",
     "min_images_per_class": 2,
     "max_quarantine_fraction": 0.5,
-    "min_width": 64,
-    "min_height": 64,
-    "max_width": 4000,
-    "max_height": 4000,
     "max_class_share_shift": 0.5,
 }
 NAMES = [("apple", "a1"), ("apple", "a2"), ("pear", "p1"), ("pear", "p2")]

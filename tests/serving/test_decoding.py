@@ -26,6 +26,7 @@ INGEST = IngestSettings(
     max_source_bytes=10**8,
     max_source_pixels=PACKAGE_LIMITS.max_pixels,
     max_aspect_ratio=PACKAGE_LIMITS.max_aspect_ratio,
+    min_source_side=PACKAGE_LIMITS.min_side,
 )
 GRADIENT = np.linspace(0, 65535, 40 * 30).round().reshape(30, 40).astype(np.uint16)
 
@@ -144,3 +145,13 @@ def test_every_mode_decodes_alike_at_ingest_and_when_served(data: bytes) -> None
     served = read_image(data, limits=PACKAGE_LIMITS)
     assert served.mode == ingested.mode == "RGB"
     np.testing.assert_array_equal(np.asarray(ingested), np.asarray(served))
+
+
+def test_an_image_with_a_side_below_the_minimum_is_refused_and_old_packages_have_none() -> None:
+    limits = ImageLimits(max_pixels=10**6, max_aspect_ratio=20, min_side=64)
+    assert limits.violation(63, 100) == "too small (63×100, a side below 64 pixels)"
+    assert limits.violation(64, 100) is None
+    written_before_the_rule = {"max_pixels": 10**6, "max_aspect_ratio": 20}
+    assert ImageLimits(**written_before_the_rule).violation(1, 1) is None
+    with pytest.raises(ImageRejected, match="too small"):
+        decode_image(encode(Image.new("RGB", (8, 8))), limits)

@@ -46,12 +46,15 @@ class IngestSettings(Rule):
     max_source_bytes: int
     max_source_pixels: int
     max_aspect_ratio: float
+    min_source_side: int
 
     @property
     def limits(self) -> ImageLimits:
         """The decoder's limits: those the served model holds its images to as well."""
         return ImageLimits(
-            max_pixels=self.max_source_pixels, max_aspect_ratio=self.max_aspect_ratio
+            max_pixels=self.max_source_pixels,
+            max_aspect_ratio=self.max_aspect_ratio,
+            min_side=self.min_source_side,
         )
 
 

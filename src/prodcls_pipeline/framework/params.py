@@ -45,6 +45,7 @@ class IngestParams(Section):
     max_source_pixels: PositiveInt
     # Longer side over shorter side: 1 is a square, and none is smaller.
     max_aspect_ratio: Annotated[float, Field(ge=1)]
+    min_source_side: PositiveInt
 
 
 Policy = Literal["block", "warn"]
@@ -89,10 +90,6 @@ class ValidateParams(Section):
     new_class_policy: Literal["allow", "fail"]
     min_images_per_class: NonNegativeInt
     max_quarantine_fraction: Share
-    min_width: NonNegativeInt
-    min_height: NonNegativeInt
-    max_width: PositiveInt
-    max_height: PositiveInt
     max_class_share_shift: Share
     drift: DriftParams
     label_quality: LabelQualityParams

@@ -56,10 +56,6 @@ class ValidationRules(Rule):
     new_class_policy: Literal["allow", "fail"]
     min_images_per_class: int
     max_quarantine_fraction: float
-    min_width: int
-    min_height: int
-    max_width: int
-    max_height: int
     max_class_share_shift: float
 
 
@@ -349,7 +345,6 @@ class _ContentChecks:
             self._coarse_labels,
             self._images_per_class,
             self._quarantine_fraction,
-            self._image_size,
             self._class_distribution,
         ]
         return [step() for step in steps]
@@ -546,50 +541,6 @@ class _ContentChecks:
             if offending
             else f"every drop at most {maximum:.0%} quarantined",
             observed=per_drop.to_dict("records"),
-            offending=offending,
-        )
-
-    def _image_size(self) -> Check:
-        rules = self._rules
-        results = _gx_runner().validate(
-            "ok_images",
-            self._ok,
-            [
-                gx.expectations.ExpectColumnValuesToBeBetween(
-                    column="width", min_value=rules.min_width, max_value=rules.max_width
-                ),
-                gx.expectations.ExpectColumnValuesToBeBetween(
-                    column="height", min_value=rules.min_height, max_value=rules.max_height
-                ),
-            ],
-        )
-        indices = sorted({i for result in results for i in result.result["unexpected_index_list"]})
-        offending = [
-            {
-                **_row_identity(self._ok, index),
-                "width": int(self._ok.at[index, "width"]),
-                "height": int(self._ok.at[index, "height"]),
-            }
-            for index in indices
-        ]
-        bounds = (
-            f"[{rules.min_width}, {rules.max_width}] × [{rules.min_height}, {rules.max_height}]"
-        )
-        return Check(
-            name="image size",
-            success=all(result.success for result in results),
-            expectation=results[0].expectation_config.type,
-            summary=f"{_count(len(offending), 'image')} outside {bounds}"
-            if offending
-            else f"every image within {bounds}",
-            observed={
-                "width": [int(self._ok["width"].min()), int(self._ok["width"].max())]
-                if len(self._ok)
-                else [],
-                "height": [int(self._ok["height"].min()), int(self._ok["height"].max())]
-                if len(self._ok)
-                else [],
-            },
             offending=offending,
         )
 

@@ -39,15 +39,19 @@ class ImageOverLimits(ImageRejected):
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """The largest image accepted: pixel count and longer-to-shorter side ratio."""
+    """The images accepted: at most a pixel count and a longer-to-shorter side ratio, at least
+    a shorter side (a package written before that rule has none, which is 1)."""
 
     max_pixels: int
     max_aspect_ratio: float
+    min_side: int = 1
 
     def violation(self, width: int, height: int) -> str | None:
         """Why an image of this size is refused, or None when it is within the limits."""
         if width * height > self.max_pixels:
             return f"too many pixels ({width}×{height} > {self.max_pixels})"
+        if min(width, height) < self.min_side:
+            return f"too small ({width}×{height}, a side below {self.min_side} pixels)"
         ratio = max(width, height) / min(width, height)
         if ratio > self.max_aspect_ratio:
             return (
