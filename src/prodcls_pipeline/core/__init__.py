@@ -4,6 +4,7 @@
   files.
 - `errors`: Errors every layer may raise and the Kedro glue recognises without importing the areas.
 - `exports`: An area's public API, named in its `__init__.py` and imported on first use (PEP 562).
+- `files`: Files written whole or not at all, so a killed run leaves no truncated file.
 - `numbers`: How many decimals each kind of reported number keeps, so every stage rounds alike.
 - `plotting`: Matplotlib as every plot uses it: rendered headless, every text drawn as typed.
 - `rules`: Rules read from one section of params.yaml, built and checked one way.
@@ -26,6 +27,7 @@ __all__, __getattr__ = lazy_exports(
         "digests": ["package_digest", "sha256_bytes", "sha256_file"],
         "errors": ["GateError"],
         "exports": ["lazy_exports"],
+        "files": ["atomic_file", "atomic_write"],
         "numbers": ["METRIC_DIGITS", "round_measure", "round_metric"],
         "plotting": ["configure_matplotlib"],
         "rules": ["Rule", "RuleParamsError"],

@@ -14,14 +14,13 @@ the images it affects and no other.
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from PIL import Image
 
+from prodcls_pipeline.core.files import atomic_write
 from prodcls_pipeline.core.rules import Rule
 from prodcls_pipeline.core.schema import OK, QUARANTINED
 from prodcls_serving.common.decoding import (
@@ -105,18 +104,6 @@ def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 class ImageStore:
     """Normalised JPEG copies keyed by sha256, with a record of what decoding each original found.
 
@@ -181,7 +168,7 @@ class ImageStore:
             record = {"width": width, "height": height, "format": "", "copy": None}
             self._records[sha256] = {**record, "rejection": rejection.reason}
         else:
-            _atomic_write(
+            atomic_write(
                 self.path(sha256),
                 normalised.jpeg or _encode_jpeg(normalised.image, settings.normalised_quality),
             )
@@ -211,7 +198,7 @@ class ImageStore:
             json.dumps({"sha256": sha256, **self._records[sha256]}, ensure_ascii=False)
             for sha256 in sorted(self._records)
         )
-        _atomic_write(self.root / _INDEX_FILE, ("\n".join(lines) + "\n").encode())
+        atomic_write(self.root / _INDEX_FILE, ("\n".join(lines) + "\n").encode())
         self._unflushed = False
 
     def _read_index(self) -> dict[str, dict]:

@@ -15,6 +15,8 @@ import torch
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.pandas import ParquetDataset
 
+from prodcls_pipeline.core.files import atomic_write
+
 
 class FolderDataset(AbstractDataset[None, Path]):
     """A read-only folder (such as the raw drops): loads as its absolute path."""
@@ -71,8 +73,7 @@ class BytesDataset(AbstractDataset[bytes, bytes]):
         return self._filepath.read_bytes()
 
     def _save(self, data: bytes) -> None:
-        self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        self._filepath.write_bytes(data)
+        atomic_write(self._filepath, data)
 
     def _exists(self) -> bool:
         return self._filepath.is_file()

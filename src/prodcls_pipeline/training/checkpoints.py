@@ -1,12 +1,12 @@
 """A folder holding the latest epoch checkpoint of a training run, so it can be resumed."""
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from prodcls_pipeline.core.files import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +24,8 @@ class CheckpointStore:
         return self.root / LATEST
 
     def save(self, state: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        with os.fdopen(handle, "wb") as file:
+        with atomic_file(self.path) as file:
             torch.save(state, file)
-        os.replace(temporary, self.path)
 
     def load(self) -> dict[str, Any] | None:
         """The latest checkpoint, or None when there is none or it cannot be read."""

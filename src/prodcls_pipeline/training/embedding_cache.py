@@ -9,8 +9,6 @@ augmentation policy digest and the view index, so a changed policy never reuses 
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
+
+from prodcls_pipeline.core.files import atomic_file
 
 CLEAN_VIEW = "clean"
 
@@ -42,12 +42,8 @@ class EmbeddingStore:
         embedding: np.ndarray,
         dtype: type[np.floating] = np.float32,
     ) -> None:
-        target = self.path(backbone, view, sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(handle, "wb") as file:
+        with atomic_file(self.path(backbone, view, sha256)) as file:
             np.save(file, embedding.astype(dtype))
-        os.replace(temporary, target)
 
     def load(self, backbone: str, view: str, sha256s: Sequence[str]) -> np.ndarray:
         """Stacked embeddings of `sha256s`, in order; every one must have been computed."""
