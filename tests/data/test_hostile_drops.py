@@ -268,3 +268,11 @@ def test_a_stored_copy_carries_no_exif_or_gps(tmp_path, make_image):
     copy = Image.open(store.path(row.sha256))
     assert dict(copy.getexif()) == {}
     assert "exif" not in copy.info and "icc_profile" not in copy.info
+
+
+def test_an_empty_drop_is_named_in_the_log(tmp_path, caplog):
+    (tmp_path / "drops" / "d1").mkdir(parents=True)
+    (tmp_path / "drops" / "d1" / ".DS_Store").write_bytes(b"junk")
+
+    assert scan_drops(tmp_path / "drops") == []
+    assert "Drop d1 holds no files" in caplog.text

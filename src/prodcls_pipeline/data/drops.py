@@ -89,7 +89,12 @@ def scan_drops(root: Path, landed_only: bool = False) -> list[DropFile]:
                 dvc_file_path(entry).name,
             )
         elif entry.is_dir():
-            files.extend(scan_drop(entry))
+            found = scan_drop(entry)
+            if not found:
+                logger.warning(
+                    "Drop %s holds no files: nothing of it reaches the manifest", entry.name
+                )
+            files.extend(found)
         else:
             logger.warning("Ignoring %s: files must be inside a drop folder", entry)
     return sorted(files, key=lambda file: file.source_path)
