@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import unicodedata
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -568,3 +569,65 @@ def execute_notebook(path: Path, cwd: Path, timeout_s: int = 600) -> nbformat.No
     env |= {"KEDRO_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
     # nbclient leaves a kernel it was handed running unless told to shut it down.
     return client.execute(env=env, cleanup_kc=True)
+
+
+def awkward_files(folder: Path) -> dict[str, str]:
+    """One file of every awkward kind, written into `folder`; {name: the expected outcome}: a
+    format that decodes is normalised (`ok FORMAT WxH`), anything else quarantined with the
+    start of its reason."""
+    folder.mkdir(parents=True)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8))
+    jpeg = io.BytesIO()
+    photo.save(jpeg, "JPEG")
+    rotated = Image.Exif()
+    rotated[0x0112] = 6  # EXIF orientation: rotate 90° clockwise to show upright
+    writers = {
+        "zero.jpg": lambda path: path.write_bytes(b""),
+        "truncated.jpg": lambda path: path.write_bytes(
+            jpeg.getvalue()[: len(jpeg.getvalue()) // 2]
+        ),
+        "text.jpg": lambda path: path.write_text("just some notes"),
+        "page.jpg": lambda path: path.write_text("<html><body>not a photo</body></html>"),
+        "alpha.png": lambda path: photo.convert("RGBA").save(path),
+        "sixteen.png": lambda path: Image.fromarray(np.full((120, 160), 40000, np.uint16)).save(
+            path
+        ),
+        "palette.png": lambda path: photo.convert("P").save(path),
+        "cmyk.jpg": lambda path: photo.convert("CMYK").save(path),
+        "gray.jpg": lambda path: photo.convert("L").save(path),
+        "animated.gif": lambda path: photo.save(
+            path, save_all=True, append_images=[photo.rotate(90)]
+        ),
+        "photo.webp": photo.save,
+        "photo.tiff": photo.save,
+        "photo.bmp": photo.save,
+        "rotated.jpg": lambda path: photo.save(path, exif=rotated),
+        "bomb.png": lambda path: path.write_bytes(declared_png(30_000, 30_000)),
+        "wide.png": lambda path: Image.new("RGB", (4200, 200)).save(path),
+        "dot.png": lambda path: Image.new("RGB", (1, 1)).save(path),
+        "name with spaces.jpg": photo.save,
+        unicodedata.normalize("NFD", "café.jpg"): photo.save,
+    }
+    for name, write in writers.items():
+        write(folder / name)
+    return {
+        "zero.jpg": "quarantined empty file",
+        "truncated.jpg": "quarantined truncated or corrupt image data",
+        "text.jpg": "quarantined not a decodable image",
+        "page.jpg": "quarantined not a decodable image",
+        "alpha.png": "ok PNG 160x120",
+        "sixteen.png": "ok PNG 160x120",
+        "palette.png": "ok PNG 160x120",
+        "cmyk.jpg": "ok JPEG 160x120",
+        "gray.jpg": "ok JPEG 160x120",
+        "animated.gif": "ok GIF 160x120",
+        "photo.webp": "ok WEBP 160x120",
+        "photo.tiff": "ok TIFF 160x120",
+        "photo.bmp": "ok BMP 160x120",
+        "rotated.jpg": "ok JPEG 120x160",
+        "bomb.png": "quarantined too many pixels",
+        "wide.png": "quarantined aspect ratio too extreme",
+        "dot.png": "quarantined too small (1×1, a side below 64 pixels)",
+        "name with spaces.jpg": "ok JPEG 160x120",
+        unicodedata.normalize("NFD", "café.jpg"): "ok JPEG 160x120",
+    }

@@ -1,0 +1,101 @@
+"""One real drop with a file of every bad kind among the bundled photos: ingest quarantines each
+bad file with its reason, the validation report lists them all, and since they are under the
+quarantine share the good photos pass the gate to train."""
+
+import csv
+import os
+from pathlib import Path
+
+import pandas as pd
+from helpers import SAMPLE_DIR, awkward_files, project_params
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from kedro_datasets.json import JSONDataset
+from kedro_datasets.text import TextDataset
+
+from prodcls_pipeline.core.schema import QUARANTINED
+from prodcls_pipeline.data.drops import build_manifest, scan_drops
+from prodcls_pipeline.data.images import ImageStore, IngestSettings
+from prodcls_pipeline.data.layout import layout_drops
+from prodcls_pipeline.framework.params import SplitParams, TrainParams, ValidateParams
+from prodcls_pipeline.pipelines.validate import create_pipeline
+from prodcls_pipeline.training.embedding_cache import EmbeddingStore
+from prodcls_pipeline.validation.review import REVIEW_HEADER
+
+LABEL = "Banana"
+PARAMS = project_params()
+
+
+def validate_catalog(manifest: pd.DataFrame, folder: Path, store: ImageStore) -> DataCatalog:
+    """The validate stage's inputs under the project's own params, its reports as files."""
+    return DataCatalog(
+        datasets={
+            "manifest": MemoryDataset(manifest),
+            "review_decisions": MemoryDataset(REVIEW_HEADER + "\n"),
+            "previous_validated_manifest": MemoryDataset(pd.DataFrame()),
+            "image_store": MemoryDataset(store, copy_mode="assign"),
+            "validation_embeddings": MemoryDataset(
+                EmbeddingStore(folder / "embeddings"), copy_mode="assign"
+            ),
+            "params:validate": MemoryDataset(ValidateParams.model_validate(PARAMS["validate"])),
+            "params:split": MemoryDataset(SplitParams.model_validate(PARAMS["split"])),
+            "params:train": MemoryDataset(TrainParams.model_validate(PARAMS["train"])),
+            "params:seed": MemoryDataset(PARAMS["seed"]),
+            "validation_report": JSONDataset(filepath=str(folder / "report.json")),
+            "validation_report_markdown": TextDataset(filepath=str(folder / "report.md")),
+            "label_review": TextDataset(filepath=str(folder / "review.html")),
+            "validated_manifest": MemoryDataset(),
+        }
+    )
+
+
+def add_bad_files(drop: Path, outside: Path) -> dict[str, str]:
+    """Every awkward kind, a link out of the drop and a FIFO, listed in the drop's labels.csv
+    under a real class; {relative path: expected outcome}."""
+    expected = {
+        f"awkward/{name}": outcome for name, outcome in awkward_files(drop / "awkward").items()
+    }
+    (drop / "awkward" / "secret.jpg").symlink_to(outside)
+    os.mkfifo(drop / "awkward" / "pipe.jpg")
+    expected |= {
+        "awkward/secret.jpg": "quarantined a symbolic link",
+        "awkward/pipe.jpg": "quarantined not a regular file",
+    }
+    with (drop / "labels.csv").open("a", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        for relative in expected:
+            writer.writerow([relative, LABEL, "", ""])
+    return expected
+
+
+def test_a_drop_mixing_good_photos_and_every_bad_kind_reports_each_and_trains_the_rest(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "drops"
+    [drop] = layout_drops(SAMPLE_DIR, root, count=1)
+    outside = next(SAMPLE_DIR.rglob("*.jpg"))
+    expected = add_bad_files(drop, outside)
+    store = ImageStore(tmp_path / "store")
+
+    manifest = build_manifest(
+        root, scan_drops(root), store, IngestSettings.from_params(PARAMS["ingest"])
+    )
+    data = validate_catalog(manifest, tmp_path, store)
+    SequentialRunner().run(create_pipeline(), data)
+
+    report = data.load("validation_report")
+    markdown = data.load("validation_report_markdown")
+    bad = manifest[manifest["source_path"].str.contains("/awkward/")].set_index("source_path")
+    for relative, outcome in expected.items():
+        row = bad.loc[f"{drop.name}/{relative}"]
+        if outcome.startswith("quarantined"):
+            assert row["status"] == QUARANTINED, relative
+            assert f"{row['status']} {row['quarantine_reason']}".startswith(outcome), relative
+            assert f"{drop.name}/{relative}" in markdown, relative
+        else:
+            assert row["status"] == "ok", relative
+    assert report["success"], [c["name"] for c in report["checks"] if not c["success"]]
+    validated = data.load("validated_manifest")
+    good = manifest[~manifest["source_path"].str.contains("/awkward/")]
+    assert set(good["sha256"]) <= set(validated["sha256"])
+    assert not set(validated["sha256"]) & set(bad.loc[bad["status"] == QUARANTINED, "sha256"])
