@@ -45,47 +45,46 @@ def request_bytes(item: object, index: int = 0) -> bytes:
     """The image bytes a client sent: raw bytes, base64, or a base64 data URI. A served model
     runs on someone else's machine, so a path is refused, never read: the client sends the
     image itself."""
-    if isinstance(item, bytes | bytearray | memoryview):
-        return bytes(item)
-    if isinstance(item, str):
-        if item.startswith(_DATA_URI_PREFIX):
-            return _str_bytes(item, index)
-        data = _decode_base64(item)
-        if data is not None:
-            return data
-        reason = "not base64 or a base64 data URI"
-    else:
-        reason = f"expected bytes or a base64 str, got {type(item).__name__}"
-    raise ImageInputError(
-        item, index, f"{reason}: the served model reads no files, send the image's bytes"
-    )
+    return _image_bytes(item, index, read_paths=False)
 
 
-def _image_bytes(item: ImageItem, index: int) -> bytes:
+# What a refused path (or any item but bytes and str) is told when paths are not read.
+_NO_FILES = "the served model reads no files, send the image's bytes"
+
+
+def _image_bytes(item: object, index: int, read_paths: bool = True) -> bytes:
     if isinstance(item, bytes | bytearray | memoryview):
         return bytes(item)
-    if isinstance(item, os.PathLike):
+    if isinstance(item, os.PathLike) and read_paths:
         return _read_file(Path(item), item, index)
     if isinstance(item, str):
-        return _str_bytes(item, index)
-    raise ImageInputError(
-        item, index, f"expected a path, bytes or base64 str, got {type(item).__name__}"
-    )
+        return _str_bytes(item, index, read_paths)
+    if read_paths:
+        reason = f"expected a path, bytes or base64 str, got {type(item).__name__}"
+    else:
+        reason = f"expected bytes or a base64 str, got {type(item).__name__}: {_NO_FILES}"
+    raise ImageInputError(item, index, reason)
 
 
-def _str_bytes(text: str, index: int) -> bytes:
-    """An existing file's bytes, else the decoded base64 (with or without a data URI prefix)."""
+def _str_bytes(text: str, index: int, read_paths: bool) -> bytes:
+    """The decoded base64 (with or without a data URI prefix), or, when `read_paths`, an
+    existing file's bytes."""
     if text.startswith(_DATA_URI_PREFIX):
         _, marker, payload = text.partition(_BASE64_MARKER)
         data = _decode_base64(payload) if marker else None
         if data is None:
             raise ImageInputError(text, index, "a data URI, but not one of base64 data")
         return data
-    if _is_file(text):
+    if read_paths and _is_file(text):
         return _read_file(Path(text), text, index)
     data = _decode_base64(text)
     if data is None:
-        raise ImageInputError(text, index, "neither an existing file nor base64")
+        reason = (
+            "neither an existing file nor base64"
+            if read_paths
+            else f"not base64 or a base64 data URI: {_NO_FILES}"
+        )
+        raise ImageInputError(text, index, reason)
     return data
 
 

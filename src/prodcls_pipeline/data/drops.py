@@ -24,6 +24,7 @@ import stat
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -119,10 +120,12 @@ def scan_drop(drop_dir: Path) -> list[DropFile]:
     return files
 
 
+@cache
 def normalise_label(text: str) -> str:
     """`text` in Unicode NFC with its whitespace runs made one space and its ends trimmed: a
     label typed `Kiwi `, or spelt in NFD by a Mac's file system, is the class `Kiwi`. Case is
-    kept: labels that differ only in case are a validation check, not a guess."""
+    kept: labels that differ only in case are a validation check, not a guess. Cached, so a
+    label is normalised, and its change logged, once per process, not once per file."""
     normalised = " ".join(unicodedata.normalize("NFC", text).split())
     if normalised != text:
         logger.warning("label %r normalised to %r", text, normalised)
@@ -161,61 +164,56 @@ def unreadable_reason(drop_dir: Path, relative: str) -> str:
     return ""
 
 
+def _candidate(
+    drop_dir: Path,
+    relative: str,
+    label: str = "",
+    coarse_label: str = "",
+    pinned_split: str = UNPINNED,
+    problem: str = "",
+) -> DropFile:
+    """The entry at `relative` as a candidate of its drop; an unreadable entry's reason comes
+    before any other `problem`."""
+    unreadable = unreadable_reason(drop_dir, relative)
+    return DropFile(
+        drop=drop_dir.name,
+        source_path=f"{drop_dir.name}/{relative}",
+        label=label,
+        coarse_label=coarse_label,
+        pinned_split=pinned_split,
+        problem=unreadable or problem,
+        readable=not unreadable,
+    )
+
+
 def _scan_folder_tree(drop_dir: Path, skipped: list[Path]) -> list[DropFile]:
     files = []
     for path in _walk_files(drop_dir, skipped):
         parts = path.relative_to(drop_dir).parts
         label = normalise_label(parts[-2]) if len(parts) >= 2 else ""
         coarse_label = normalise_label(parts[-3]) if len(parts) >= 3 else ""
-        unreadable = unreadable_reason(drop_dir, "/".join(parts))
-        problem = unreadable or ("" if label else "no label: file is not inside a label folder")
-        files.append(
-            DropFile(
-                drop=drop_dir.name,
-                source_path=f"{drop_dir.name}/{'/'.join(parts)}",
-                label=label,
-                coarse_label=coarse_label,
-                pinned_split=UNPINNED,
-                problem=problem,
-                readable=not unreadable,
-            )
-        )
+        problem = "" if label else "no label: file is not inside a label folder"
+        files.append(_candidate(drop_dir, "/".join(parts), label, coarse_label, problem=problem))
     return files
 
 
 def _scan_labels_csv(drop_dir: Path, skipped: list[Path]) -> list[DropFile]:
     labelled = {
-        relative: _listed_file(drop_dir, relative, row)
+        relative: _candidate(
+            drop_dir,
+            relative,
+            normalise_label(row["label"]),
+            normalise_label(row.get("coarse_label", "")),
+            row.get("split", UNPINNED),
+        )
         for relative, row in read_labels_csv(drop_dir).items()
     }
     unlisted = [
-        DropFile(
-            drop=drop_dir.name,
-            source_path=f"{drop_dir.name}/{relative}",
-            label="",
-            coarse_label="",
-            pinned_split=UNPINNED,
-            problem=unreadable_reason(drop_dir, relative)
-            or f"no label: file is not listed in {LABELS_FILE}",
-            readable=not unreadable_reason(drop_dir, relative),
-        )
+        _candidate(drop_dir, relative, problem=f"no label: file is not listed in {LABELS_FILE}")
         for relative in _relative_files(drop_dir, skipped)
         if relative not in labelled and relative != LABELS_FILE
     ]
     return [*labelled.values(), *unlisted]
-
-
-def _listed_file(drop_dir: Path, relative: str, row: dict[str, str]) -> DropFile:
-    unreadable = unreadable_reason(drop_dir, relative)
-    return DropFile(
-        drop=drop_dir.name,
-        source_path=f"{drop_dir.name}/{relative}",
-        label=normalise_label(row["label"]),
-        coarse_label=normalise_label(row.get("coarse_label", "")),
-        pinned_split=row.get("split", UNPINNED),
-        problem=unreadable,
-        readable=not unreadable,
-    )
 
 
 def _relative_files(folder: Path, skipped: list[Path]) -> list[str]:
@@ -302,10 +300,10 @@ def build_manifest(
     new = again = reused = 0
     for file in tqdm(files, desc="ingest", unit="file", disable=None):
         path = root / file.source_path
-        size = path.lstat().st_size
+        # An unreadable entry is never opened: it has no content, so no size and the empty hash.
+        size = path.stat().st_size if file.readable else 0
         if not file.readable:
-            sha256, size = sha256_bytes(b""), 0
-            record = quarantine_record(file.problem)
+            sha256, record = sha256_bytes(b""), quarantine_record(file.problem)
         elif size > settings.max_source_bytes:
             sha256 = sha256_file(path)
             record = quarantine_record(

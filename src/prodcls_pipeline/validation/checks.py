@@ -395,18 +395,14 @@ class _ContentChecks:
         # Judged on the images that decoded: two quarantined files (two empty ones, say) share
         # a sha256 without being one picture anyone labelled twice.
         pairs = self._ok[["sha256", "label"]].drop_duplicates().reset_index(drop=True)
-        (result,) = _gx_runner().validate(
-            "sha256_labels", pairs, [gx.expectations.ExpectColumnValuesToBeUnique(column="sha256")]
-        )
-        conflicting = sorted(set(result.result.get("unexpected_list", [])))
-        rows = self._ok[self._ok["sha256"].isin(conflicting)]
+        result, groups = _repeated_values("sha256_labels", pairs, "sha256", rows=self._ok)
         self.conflicts = [
             {
                 "sha256": sha256,
                 "labels": sorted(group["label"].unique()),
                 "source_paths": sorted(group["source_path"]),
             }
-            for sha256, group in rows.groupby("sha256", sort=True)
+            for sha256, group in groups
         ]
         examples = _listing(
             [f"{row['sha256'][:12]}…: {' vs '.join(row['labels'])}" for row in self.conflicts]
@@ -427,16 +423,8 @@ class _ContentChecks:
         meant is a person's call, so the drop stops until the labels agree."""
         labels = pd.DataFrame({"label": sorted(self._ok["label"].unique())})
         labels["folded"] = labels["label"].str.casefold()
-        (result,) = _gx_runner().validate(
-            "label_spellings",
-            labels,
-            [gx.expectations.ExpectColumnValuesToBeUnique(column="folded")],
-        )
-        colliding = labels[labels["folded"].isin(set(result.result.get("unexpected_list", [])))]
-        offending = [
-            {"labels": sorted(group["label"])}
-            for _, group in colliding.groupby("folded", sort=True)
-        ]
+        result, groups = _repeated_values("label_spellings", labels, "folded")
+        offending = [{"labels": sorted(group["label"])} for _, group in groups]
         return Check(
             name="label spellings",
             success=result.success,
@@ -461,13 +449,10 @@ class _ContentChecks:
             .drop_duplicates()
             .sort_values(["label", "coarse_label"], ignore_index=True)
         )
-        (result,) = _gx_runner().validate(
-            "coarse_labels", pairs, [gx.expectations.ExpectColumnValuesToBeUnique(column="label")]
-        )
-        contradicted = pairs[pairs["label"].isin(set(result.result.get("unexpected_list", [])))]
+        result, groups = _repeated_values("coarse_labels", pairs, "label")
         offending = [
             {"label": label, "coarse_labels": group["coarse_label"].tolist()}
-            for label, group in contradicted.groupby("label", sort=True)
+            for label, group in groups
         ]
         listing = _listing(
             [
@@ -643,6 +628,20 @@ def _quarantined_files(manifest: pd.DataFrame) -> Rows:
         }
         for row in quarantined.itertuples(index=False)
     ]
+
+
+def _repeated_values(
+    suite: str, frame: pd.DataFrame, column: str, rows: pd.DataFrame | None = None
+) -> tuple[ExpectationValidationResult, list[tuple[Any, pd.DataFrame]]]:
+    """Great Expectations' uniqueness expectation on `frame[column]`, and the rows of `rows`
+    (`frame` unless given) whose value of `column` repeats in `frame`, grouped by that value in
+    sorted order."""
+    (result,) = _gx_runner().validate(
+        suite, frame, [gx.expectations.ExpectColumnValuesToBeUnique(column=column)]
+    )
+    rows = frame if rows is None else rows
+    repeated = rows[rows[column].isin(set(result.result.get("unexpected_list", [])))]
+    return result, list(repeated.groupby(column, sort=True))
 
 
 def _count(number: int, noun: str) -> str:
