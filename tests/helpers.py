@@ -34,6 +34,9 @@ import torch
 import yaml
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from kedro.io import DataCatalog, MemoryDataset
+from kedro_datasets.json import JSONDataset
+from kedro_datasets.text import TextDataset
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from PIL import Image, ImageFile
@@ -47,6 +50,7 @@ from prodcls_pipeline.core.tracking import (
     use_project_tracking,
 )
 from prodcls_pipeline.data.images import IngestSettings
+from prodcls_pipeline.framework.params import SplitParams, TrainParams, ValidateParams
 from prodcls_pipeline.models.backbones import BACKBONES
 from prodcls_pipeline.models.onnx_export import export_onnx
 from prodcls_pipeline.release.package import (
@@ -58,7 +62,9 @@ from prodcls_pipeline.release.package import (
     onnx_io,
     preprocessing_spec,
 )
+from prodcls_pipeline.training.embedding_cache import EmbeddingStore
 from prodcls_pipeline.training.loop import AdversarialConfig, TrainingConfig
+from prodcls_pipeline.validation.review import REVIEW_HEADER
 from prodcls_serving.model import log_pyfunc_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +88,48 @@ CHAMPION_URI = f"models:/{MODEL_NAME}@champion"
 def project_params() -> dict[str, Any]:
     """The repository's params.yaml."""
     return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+# Ingest of small synthetic photos: tiny copies, small limits, any size accepted.
+SMALL_INGEST = IngestSettings(
+    max_side=32,
+    normalised_quality=90,
+    max_source_bytes=100_000,
+    max_source_pixels=1_000_000,
+    max_aspect_ratio=20,
+    min_source_side=1,
+)
+
+
+def validate_catalog(
+    manifest: Any,
+    folder: Path,
+    store: Any,
+    params: ValidateParams,
+    decisions: str = REVIEW_HEADER + "\n",
+) -> DataCatalog:
+    """The validate stage's inputs (no earlier validated manifest) and its reports as files, as
+    in production: the runner frees consumed MemoryDatasets."""
+    project = project_params()
+    return DataCatalog(
+        datasets={
+            "manifest": MemoryDataset(manifest),
+            "review_decisions": MemoryDataset(decisions),
+            "previous_validated_manifest": MemoryDataset(pd.DataFrame()),
+            "image_store": MemoryDataset(store, copy_mode="assign"),
+            "validation_embeddings": MemoryDataset(
+                EmbeddingStore(folder / "embeddings"), copy_mode="assign"
+            ),
+            "params:validate": MemoryDataset(params),
+            "params:split": MemoryDataset(SplitParams.model_validate(project["split"])),
+            "params:train": MemoryDataset(TrainParams.model_validate(project["train"])),
+            "params:seed": MemoryDataset(project["seed"]),
+            "validation_report": JSONDataset(filepath=str(folder / "report.json")),
+            "validation_report_markdown": TextDataset(filepath=str(folder / "report.md")),
+            "label_review": TextDataset(filepath=str(folder / "review.html")),
+            "validated_manifest": MemoryDataset(),
+        }
+    )
 
 
 # The test packages hold served images to the project's own ingest limits but the smallest

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import SMALL_INGEST
 
 from prodcls_pipeline.core.schema import MANIFEST_COLUMNS
 from prodcls_pipeline.data import images
@@ -20,14 +21,7 @@ from prodcls_pipeline.data.drops import (
 from prodcls_pipeline.data.images import ImageStore, IngestSettings
 from prodcls_pipeline.data.layout import layout_drops
 
-SETTINGS = IngestSettings(
-    max_side=32,
-    normalised_quality=90,
-    max_source_bytes=100_000,
-    max_source_pixels=1_000_000,
-    max_aspect_ratio=20,
-    min_source_side=1,
-)
+SETTINGS = SMALL_INGEST
 
 
 def manifest_of(root: Path, store: ImageStore, settings: IngestSettings = SETTINGS) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from helpers import awkward_files
+from helpers import SMALL_INGEST, awkward_files, project_params
 from PIL import Image
 
 from prodcls_pipeline.core.schema import QUARANTINED
@@ -18,14 +18,7 @@ from prodcls_pipeline.data.drops import build_manifest, scan_drops
 from prodcls_pipeline.data.images import ImageStore, IngestSettings
 from prodcls_pipeline.data.layout import land_drop
 
-SETTINGS = IngestSettings(
-    max_side=32,
-    normalised_quality=90,
-    max_source_bytes=100_000,
-    max_source_pixels=1_000_000,
-    max_aspect_ratio=20,
-    min_source_side=1,
-)
+SETTINGS = SMALL_INGEST
 LINK_REASON = "links are never followed"
 
 
@@ -164,14 +157,7 @@ def test_every_awkward_file_is_normalised_or_quarantined_with_its_reason(tmp_pat
     root = tmp_path / "drops"
     expected = awkward_files(root / "d1" / "apple")
     before = digest(root)
-    production = IngestSettings(
-        max_side=512,
-        normalised_quality=95,
-        max_source_bytes=52_428_800,
-        max_source_pixels=40_000_000,
-        max_aspect_ratio=20,
-        min_source_side=64,
-    )
+    production = IngestSettings.from_params(project_params()["ingest"])
     store = ImageStore(tmp_path / "store")
 
     manifest = build_manifest(root, scan_drops(root), store, production)

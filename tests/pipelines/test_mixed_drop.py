@@ -6,47 +6,18 @@ import csv
 import os
 from pathlib import Path
 
-import pandas as pd
-from helpers import SAMPLE_DIR, awkward_files, project_params
-from kedro.io import DataCatalog, MemoryDataset
+from helpers import SAMPLE_DIR, awkward_files, project_params, validate_catalog
 from kedro.runner import SequentialRunner
-from kedro_datasets.json import JSONDataset
-from kedro_datasets.text import TextDataset
 
 from prodcls_pipeline.core.schema import QUARANTINED
 from prodcls_pipeline.data.drops import build_manifest, scan_drops
 from prodcls_pipeline.data.images import ImageStore, IngestSettings
 from prodcls_pipeline.data.layout import layout_drops
-from prodcls_pipeline.framework.params import SplitParams, TrainParams, ValidateParams
+from prodcls_pipeline.framework.params import ValidateParams
 from prodcls_pipeline.pipelines.validate import create_pipeline
-from prodcls_pipeline.training.embedding_cache import EmbeddingStore
-from prodcls_pipeline.validation.review import REVIEW_HEADER
 
 LABEL = "Banana"
 PARAMS = project_params()
-
-
-def validate_catalog(manifest: pd.DataFrame, folder: Path, store: ImageStore) -> DataCatalog:
-    """The validate stage's inputs under the project's own params, its reports as files."""
-    return DataCatalog(
-        datasets={
-            "manifest": MemoryDataset(manifest),
-            "review_decisions": MemoryDataset(REVIEW_HEADER + "\n"),
-            "previous_validated_manifest": MemoryDataset(pd.DataFrame()),
-            "image_store": MemoryDataset(store, copy_mode="assign"),
-            "validation_embeddings": MemoryDataset(
-                EmbeddingStore(folder / "embeddings"), copy_mode="assign"
-            ),
-            "params:validate": MemoryDataset(ValidateParams.model_validate(PARAMS["validate"])),
-            "params:split": MemoryDataset(SplitParams.model_validate(PARAMS["split"])),
-            "params:train": MemoryDataset(TrainParams.model_validate(PARAMS["train"])),
-            "params:seed": MemoryDataset(PARAMS["seed"]),
-            "validation_report": JSONDataset(filepath=str(folder / "report.json")),
-            "validation_report_markdown": TextDataset(filepath=str(folder / "report.md")),
-            "label_review": TextDataset(filepath=str(folder / "review.html")),
-            "validated_manifest": MemoryDataset(),
-        }
-    )
 
 
 def add_bad_files(drop: Path, outside: Path) -> dict[str, str]:
@@ -80,7 +51,9 @@ def test_a_drop_mixing_good_photos_and_every_bad_kind_reports_each_and_trains_th
     manifest = build_manifest(
         root, scan_drops(root), store, IngestSettings.from_params(PARAMS["ingest"])
     )
-    data = validate_catalog(manifest, tmp_path, store)
+    data = validate_catalog(
+        manifest, tmp_path, store, ValidateParams.model_validate(PARAMS["validate"])
+    )
     SequentialRunner().run(create_pipeline(), data)
 
     report = data.load("validation_report")

@@ -6,17 +6,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import REPO, FakeImageStore, row, sha, synthetic_images
-from kedro.io import DataCatalog, MemoryDataset
+from helpers import REPO, FakeImageStore, row, sha, synthetic_images, validate_catalog
+from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
-from kedro_datasets.json import JSONDataset
-from kedro_datasets.text import TextDataset
 
 from prodcls_pipeline.core.schema import MANIFEST_COLUMNS
 from prodcls_pipeline.framework.hooks import ValidationReportHook
-from prodcls_pipeline.framework.params import SplitParams, TrainParams, ValidateParams
+from prodcls_pipeline.framework.params import ValidateParams
 from prodcls_pipeline.pipelines.validate import create_pipeline
-from prodcls_pipeline.training.embedding_cache import EmbeddingStore
 from prodcls_pipeline.validation.checks import ValidationGateError
 from prodcls_pipeline.validation.review import REVIEW_HEADER
 
@@ -59,26 +56,7 @@ def catalog(
     decisions: str = REVIEW_HEADER + "\n",
     params: ValidateParams | None = None,
 ) -> DataCatalog:
-    """Files for the reports, as in production: the runner frees consumed MemoryDatasets."""
-    return DataCatalog(
-        datasets={
-            "manifest": MemoryDataset(frame),
-            "review_decisions": MemoryDataset(decisions),
-            "previous_validated_manifest": MemoryDataset(pd.DataFrame()),
-            "image_store": MemoryDataset(store, copy_mode="assign"),
-            "validation_embeddings": MemoryDataset(
-                EmbeddingStore(tmp_path / "embeddings"), copy_mode="assign"
-            ),
-            "params:validate": MemoryDataset(params or validate_params()),
-            "params:split": MemoryDataset(SplitParams.model_validate(PARAMS["split"])),
-            "params:train": MemoryDataset(TrainParams.model_validate(PARAMS["train"])),
-            "params:seed": MemoryDataset(PARAMS["seed"]),
-            "validation_report": JSONDataset(filepath=str(tmp_path / "report.json")),
-            "validation_report_markdown": TextDataset(filepath=str(tmp_path / "report.md")),
-            "label_review": TextDataset(filepath=str(tmp_path / "review.html")),
-            "validated_manifest": MemoryDataset(),
-        }
-    )
+    return validate_catalog(frame, tmp_path, store, params or validate_params(), decisions)
 
 
 def test_passing_manifest_flows_through_the_gate(tmp_path: Path):
