@@ -1,6 +1,7 @@
 """The one image decoder: its limits are checked from the header before any pixel is decoded, and
 ingest and serving convert every mode to the same RGB pixels."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -155,3 +156,16 @@ def test_an_image_with_a_side_below_the_minimum_is_refused_and_old_packages_have
     assert ImageLimits(**written_before_the_rule).violation(1, 1) is None
     with pytest.raises(ImageRejected, match="too small"):
         decode_image(encode(Image.new("RGB", (8, 8))), limits)
+
+
+def test_more_bytes_than_the_limit_are_refused_unopened_and_old_packages_have_no_limit(
+    headers_only: None,
+) -> None:
+    data = declared_png(8, 8)
+    limits = ImageLimits(max_pixels=10**6, max_aspect_ratio=20, max_bytes=len(data) - 1)
+    with pytest.raises(ImageOverLimits) as refused:
+        decode_image(data, limits)
+    assert refused.value.reason == f"file too large ({len(data)} bytes > {len(data) - 1})"
+    assert refused.value.size is None
+    assert ImageLimits(max_pixels=10**6, max_aspect_ratio=20).size_violation(10**12) is None
+    assert dataclasses.replace(limits, max_bytes=len(data)).size_violation(len(data)) is None

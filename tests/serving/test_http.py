@@ -18,7 +18,14 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
-from helpers import CHAMPION_URI, LABELS, champion_registry, declared_png, sample_images
+from helpers import (
+    CHAMPION_URI,
+    LABELS,
+    PACKAGE_LIMITS,
+    champion_registry,
+    declared_png,
+    sample_images,
+)
 
 from prodcls_pipeline.core.tracking import TRACKING_URI_ENV
 
@@ -123,6 +130,26 @@ def test_a_server_path_is_a_400_and_the_file_is_never_read(server: str) -> None:
     assert status == 400, answer
     assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "the served model reads no files" in answer["message"]
+    image = base64.b64encode(sample_images(1)[0].read_bytes()).decode("ascii")
+    again = {"dataframe_split": {"columns": ["image"], "data": [[image]]}}
+    assert _post(f"{server}/invocations", again)[0] == 200
+
+
+def test_an_oversized_body_is_a_400_and_the_server_keeps_answering(server: str) -> None:
+    """One item of a byte more than the package's limit (ingest.max_source_bytes): refused
+    before Pillow opens it."""
+    too_large = PACKAGE_LIMITS.max_bytes + 1
+    payload = base64.b64encode(b"\xff\xd8\xff" + bytes(too_large - 3)).decode("ascii")
+    body = {"dataframe_split": {"columns": ["image"], "data": [[payload]]}}
+
+    status, answer = _post(f"{server}/invocations", body)
+
+    assert status == 400, answer
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "image 0 (" in answer["message"]
+    assert answer["message"].endswith(
+        f"file too large ({too_large} bytes > {PACKAGE_LIMITS.max_bytes})"
+    )
     image = base64.b64encode(sample_images(1)[0].read_bytes()).decode("ascii")
     again = {"dataframe_split": {"columns": ["image"], "data": [[image]]}}
     assert _post(f"{server}/invocations", again)[0] == 200

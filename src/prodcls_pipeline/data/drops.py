@@ -302,13 +302,11 @@ def build_manifest(
         path = root / file.source_path
         # An unreadable entry is never opened: it has no content, so no size and the empty hash.
         size = path.stat().st_size if file.readable else 0
+        too_large = settings.limits.size_violation(size)
         if not file.readable:
             sha256, record = sha256_bytes(b""), quarantine_record(file.problem)
-        elif size > settings.max_source_bytes:
-            sha256 = sha256_file(path)
-            record = quarantine_record(
-                f"file too large ({size} bytes > {settings.max_source_bytes})"
-            )
+        elif too_large:
+            sha256, record = sha256_file(path), quarantine_record(too_large)
         else:
             data = path.read_bytes()
             sha256 = sha256_bytes(data)

@@ -54,6 +54,7 @@ class IngestSettings(Rule):
             max_pixels=self.max_source_pixels,
             max_aspect_ratio=self.max_aspect_ratio,
             min_side=self.min_source_side,
+            max_bytes=self.max_source_bytes,
         )
 
 

@@ -33,18 +33,27 @@ class ImageRejected(ValueError):
 
 
 class ImageOverLimits(ImageRejected):
-    """An image whose header declares more pixels, or a more extreme aspect ratio, than the limits
-    allow: refused before decoding, and refused no longer once the limits admit its size."""
+    """An image of more bytes, or whose header declares more pixels or a more extreme aspect
+    ratio, than the limits allow: refused before decoding, and refused no longer once the limits
+    admit its size."""
 
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """The images accepted: at most a pixel count and a longer-to-shorter side ratio, at least
-    a shorter side (a package written before that rule has none, which is 1)."""
+    """The images accepted: at most a pixel count, a longer-to-shorter side ratio and a number
+    of encoded bytes, at least a shorter side (a package written before a rule has none: a
+    shorter side of 1, any number of bytes)."""
 
     max_pixels: int
     max_aspect_ratio: float
     min_side: int = 1
+    max_bytes: int | None = None
+
+    def size_violation(self, byte_count: int) -> str | None:
+        """Why an encoded image of this many bytes is refused, or None when it is within."""
+        if self.max_bytes is not None and byte_count > self.max_bytes:
+            return f"file too large ({byte_count} bytes > {self.max_bytes})"
+        return None
 
     def violation(self, width: int, height: int) -> str | None:
         """Why an image of this size is refused, or None when it is within the limits."""
@@ -94,6 +103,9 @@ def open_image(data: bytes, limits: ImageLimits | None) -> Image.Image:
     """The image in `data` with only its header read, its size checked against `limits`."""
     if not data:
         raise ImageRejected("empty file (0 bytes)")
+    too_large = limits.size_violation(len(data)) if limits else None
+    if too_large:
+        raise ImageOverLimits(too_large)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as error:
