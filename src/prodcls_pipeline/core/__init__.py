@@ -25,7 +25,7 @@ __all__, __getattr__ = lazy_exports(
     __name__,
     {
         "digests": ["package_digest", "sha256_bytes", "sha256_file"],
-        "errors": ["GateError"],
+        "errors": ["GateError", "RefusedError"],
         "exports": ["lazy_exports"],
         "files": ["atomic_file", "atomic_write"],
         "numbers": ["METRIC_DIGITS", "round_measure", "round_metric"],

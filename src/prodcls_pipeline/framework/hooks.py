@@ -1,6 +1,8 @@
-"""Project hooks: check params.yaml before anything runs; point a failed validation gate at the
-report a person should read; end a failed run with that message, the traceback in a log file."""
+"""Project hooks: check params.yaml before anything runs; refuse a run beside another on the same
+data; point a failed validation gate at the report a person should read; end a failed run with
+that message, the traceback in a log file."""
 
+import contextlib
 import logging
 import sys
 import traceback
@@ -11,8 +13,13 @@ from typing import Any
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 
-from prodcls_pipeline.core.errors import GateError
+from prodcls_pipeline.core.errors import GateError, RefusedError
 from prodcls_pipeline.framework.params import check_params
+from prodcls_pipeline.framework.run_lock import (
+    ProjectBusyError,
+    hold_project_data,
+    runs_under_dvc,
+)
 
 # Catalog names of the validation reports, and how to introduce each one to the reader.
 REPORT_DATASETS = {
@@ -78,25 +85,67 @@ class ShortFailureHook:
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict[str, Any]) -> None:
-        stage = "+".join(run_params.get("pipeline_names") or ["__default__"])
-        message = failure_message(stage, error, write_traceback(stage, error))
-        previous = sys.excepthook
+        end_with_message(stage_name(run_params), error)
 
-        def print_message(
-            kind: type[BaseException], value: BaseException, trace: TracebackType | None
-        ) -> None:
-            if value is error:
-                print(message, file=sys.stderr)
-            else:
-                previous(kind, value, trace)
 
-        sys.excepthook = print_message
+class RunLockHook:
+    """Refuses a `kedro run` while a `dvc repro` or another `kedro run` works on the project's
+    data, and makes a `dvc repro` started during it wait its turn (see `framework.run_lock`).
+
+    Kedro calls `before_pipeline_run` outside the run's error handling, so a refusal ends with
+    its short message here; nothing has been read or written yet.
+    """
+
+    def __init__(self) -> None:
+        self._held = contextlib.ExitStack()
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        if runs_under_dvc():
+            return
+        stage = stage_name(run_params)
+        command = " ".join(["kedro run", *(f"--pipeline {name}" for name in stage.split("+"))])
+        try:
+            self._held.enter_context(hold_project_data(Path(run_params["project_path"]), command))
+        except ProjectBusyError as error:
+            end_with_message(stage, error)
+            raise
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._held.close()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._held.close()
+
+
+def stage_name(run_params: dict[str, Any]) -> str:
+    """The pipelines a run runs (a DVC stage runs one), joined by "+"."""
+    return "+".join(run_params.get("pipeline_names") or ["__default__"])
+
+
+def end_with_message(stage: str, error: BaseException) -> None:
+    """Log `error`'s traceback and have the interpreter print the short message instead of the
+    traceback, should `error` end the process."""
+    message = failure_message(stage, error, write_traceback(stage, error))
+    previous = sys.excepthook
+
+    def print_message(
+        kind: type[BaseException], value: BaseException, trace: TracebackType | None
+    ) -> None:
+        if value is error:
+            print(message, file=sys.stderr)
+        else:
+            previous(kind, value, trace)
+
+    sys.excepthook = print_message
 
 
 def failure_message(stage: str, error: BaseException, traceback_file: Path) -> str:
-    """Which stage failed, what went wrong (a gate's message and notes name the report), and
-    where the traceback is."""
-    problem = str(error) if isinstance(error, GateError) else f"{type(error).__name__}: {error}"
+    """Which stage failed, what went wrong (a refusal's message and notes say why and name the
+    report), and where the traceback is."""
+    problem = str(error) if isinstance(error, RefusedError) else f"{type(error).__name__}: {error}"
     notes = getattr(error, "__notes__", [])
     return "\n".join([f"Stage {stage!r} failed: {problem}", *notes, f"Traceback: {traceback_file}"])
 
