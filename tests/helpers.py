@@ -35,8 +35,6 @@ import yaml
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from kedro.io import DataCatalog, MemoryDataset
-from kedro_datasets.json import JSONDataset
-from kedro_datasets.text import TextDataset
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 from PIL import Image, ImageFile
@@ -50,6 +48,7 @@ from prodcls_pipeline.core.tracking import (
     use_project_tracking,
 )
 from prodcls_pipeline.data.images import IngestSettings
+from prodcls_pipeline.framework.datasets import AtomicJSONDataset, AtomicTextDataset
 from prodcls_pipeline.framework.params import SplitParams, TrainParams, ValidateParams
 from prodcls_pipeline.models.backbones import BACKBONES
 from prodcls_pipeline.models.onnx_export import export_onnx
@@ -124,9 +123,9 @@ def validate_catalog(
             "params:split": MemoryDataset(SplitParams.model_validate(project["split"])),
             "params:train": MemoryDataset(TrainParams.model_validate(project["train"])),
             "params:seed": MemoryDataset(project["seed"]),
-            "validation_report": JSONDataset(filepath=str(folder / "report.json")),
-            "validation_report_markdown": TextDataset(filepath=str(folder / "report.md")),
-            "label_review": TextDataset(filepath=str(folder / "review.html")),
+            "validation_report": AtomicJSONDataset(filepath=str(folder / "report.json")),
+            "validation_report_markdown": AtomicTextDataset(filepath=str(folder / "report.md")),
+            "label_review": AtomicTextDataset(filepath=str(folder / "review.html")),
             "validated_manifest": MemoryDataset(),
         }
     )
@@ -291,15 +290,19 @@ def project_modules() -> list[str]:
     return modules
 
 
-def run(project: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+def command_env() -> dict[str, str]:
+    """The environment a project command runs in: this venv first, offline, no outside MLflow."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env |= {
+    return env | {
         "KEDRO_DISABLE_TELEMETRY": "true",
         "GX_ANALYTICS_ENABLED": "false",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
     }
+
+
+def run(project: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        command, check=False, cwd=project, env=env, capture_output=True, text=True
+        command, check=False, cwd=project, env=command_env(), capture_output=True, text=True
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -431,6 +434,8 @@ def row(drop: str, label: str, name: str, **overrides) -> dict:
         "bytes": 1000,
         "status": "ok",
         "quarantine_reason": "",
+        "given_label": "",
+        "given_coarse_label": "",
     }
     return values | overrides
 

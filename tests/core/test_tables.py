@@ -92,3 +92,10 @@ def test_escape_leaves_plain_text_numbers_and_identifiers_alone() -> None:
     assert escape(plain) == plain
     assert escape("_x_ a_b") == "\\_x\\_ a_b"
     assert isinstance(escape(3), Markdown) and escape(3) == "3"
+
+
+@pytest.mark.parametrize("text", [" Banana  ", "Kiwi ", " Kiwi", "` x `", "  "])
+def test_code_keeps_the_spaces_around_its_text(text: str) -> None:
+    cells = rendered(markdown_table(["given as"], [[code(text)]]))
+
+    assert cells.rows[1] == [text]

@@ -7,11 +7,11 @@ import pytest
 import torch
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
-from kedro_datasets.matplotlib import MatplotlibDataset
 from PIL import Image
 
 from prodcls_pipeline.data import augmentation
 from prodcls_pipeline.data.preprocessing import Preprocessing
+from prodcls_pipeline.framework.datasets import AtomicMatplotlibDataset
 from prodcls_pipeline.framework.params import AugmentParams
 from prodcls_pipeline.models.backbones import BACKBONES
 from prodcls_pipeline.pipelines.augment import create_pipeline
@@ -153,7 +153,7 @@ def test_preview_figure_grid_and_png(tmp_path):
     assert len(figure.axes) == 3 * (4 + 1)
     assert "flip p 0.5" in figure.texts[0].get_text()
     path = tmp_path / "preview.png"
-    MatplotlibDataset(filepath=str(path)).save(figure)
+    AtomicMatplotlibDataset(filepath=str(path)).save(figure)
     assert path.read_bytes().startswith(b"\x89PNG")
 
 

@@ -117,16 +117,28 @@ def test_labels_are_one_class_whatever_their_whitespace_and_unicode_form(tmp_pat
     make_image(root / "d2" / "1.jpg", color=(4, 4, 4))
     make_image(root / "d2" / "2.jpg", color=(5, 5, 5))
     (root / "d2" / "labels.csv").write_text(
-        "path,label\n1.jpg,  Kiwi\n2.jpg,Café  au\tlait\n", encoding="utf-8"
+        "path,label,coarse_label\n1.jpg,  Kiwi,Fruit\n2.jpg,Café  au\tlait, Drinks\n",
+        encoding="utf-8",
     )
 
-    labels = {file.source_path.split("/")[-1]: file.label for file in scan_drops(root)}
-
-    assert labels == {"a.jpg": "Kiwi", "b.jpg": "Kiwi", "c.jpg": "Café au lait"} | {
-        "1.jpg": "Kiwi",
-        "2.jpg": "Café au lait",
+    labels = {
+        file.source_path.split("/")[-1]: (file.label, file.given_label) for file in scan_drops(root)
     }
-    assert unicodedata.is_normalized("NFC", labels["c.jpg"])
+
+    assert labels == {
+        "a.jpg": ("Kiwi", "Kiwi "),
+        "b.jpg": ("Kiwi", ""),
+        "c.jpg": ("Café au lait", cafe_nfd),
+        "1.jpg": ("Kiwi", "  Kiwi"),
+        "2.jpg": ("Café au lait", "Café  au\tlait"),
+    }
+    assert unicodedata.is_normalized("NFC", labels["c.jpg"][0])
+    coarse = {
+        file.source_path: (file.coarse_label, file.given_coarse_label)
+        for file in scan_drops(root)
+        if file.drop == "d2"
+    }
+    assert coarse == {"d2/1.jpg": ("Fruit", ""), "d2/2.jpg": ("Drinks", " Drinks")}
 
 
 def test_landing_keeps_a_link_a_link_so_what_it_points_to_is_not_copied_in(linked_drop, tmp_path):

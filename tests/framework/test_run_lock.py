@@ -1,7 +1,6 @@
 """One run at a time: a `kedro run` beside a `dvc repro`, or two of either, and the second is
 refused with a clear message before it touches any output; a killed holder blocks nothing."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run
+from helpers import command_env, run
 
 from benchmarks.common import copy_project_files
 from prodcls_pipeline.framework.hooks import RunLockHook
@@ -58,13 +57,10 @@ def hold_briefly(project: Path) -> None:
 
 
 def start(project: Path, *command: str) -> subprocess.Popen:
-    environment = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    }
     return subprocess.Popen(
         command,
         cwd=project,
-        env=environment,
+        env=command_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -132,7 +128,10 @@ def test_a_second_kedro_run_is_refused_and_a_killed_holder_blocks_nothing(reposi
 
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=WAIT_SECONDS)
-    hold_briefly(repository)
+    (repository / "release").write_text("")
+    after = run(repository, "dvc", "repro")
+    assert "had been killed. Auto removed it from the lock file." in after.stderr + after.stdout
+    assert (repository / "data" / "out.txt").read_text() == "done"
 
 
 def test_a_refused_kedro_run_prints_one_short_message_and_logs_the_traceback(repository):

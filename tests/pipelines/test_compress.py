@@ -8,8 +8,8 @@ import yaml
 from helpers import CLASSES, REPO, FakeImageStore, lite0_checkpoint, synthetic_images
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
-from kedro_datasets.json import JSONDataset
 
+from prodcls_pipeline.framework.datasets import AtomicJSONDataset
 from prodcls_pipeline.framework.params import CompressParams, TrainParams
 from prodcls_pipeline.pipelines.compress import create_pipeline
 
@@ -69,7 +69,7 @@ def catalog(report: Path, params: dict = PARAMS) -> DataCatalog:
             "params:train": MemoryDataset(train_params()),
             "params:seed": MemoryDataset(42),
             "onnx_models": MemoryDataset(),
-            "compression_report": JSONDataset(filepath=str(report)),
+            "compression_report": AtomicJSONDataset(filepath=str(report)),
             "compression_report_markdown": MemoryDataset(),
         }
     )

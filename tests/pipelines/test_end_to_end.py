@@ -13,17 +13,22 @@ and `dvc checkout` brings drop A back byte for byte.
 
 import csv
 import hashlib
+import importlib
 import json
+import random
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import torch
 import yaml
-from helpers import REPO, SAMPLE_DIR, copy_project, execute_notebook, run
+from helpers import REPO, SAMPLE_DIR, command_env, copy_project, execute_notebook, run
 from PIL import Image, ImageOps
 from scipy.special import softmax
 
@@ -48,6 +53,13 @@ REDELIVERED_IMAGES = 40
 # Drop A holds this class back, so drop B brings a class the first model never saw.
 HELD_BACK_CLASS = "Kiwi"
 DROPS = Path("data/01_raw/drops")
+# A `dvc repro` is killed once in each of these stages, in this order, at a seeded random point.
+KILLED_STAGES = ["ingest", "train", "compress", "package"]
+KILL_SEED = 15
+# The longest a killed run may take to reach its kill point.
+KILL_WAIT_SECONDS = 900
+# Rich wraps Kedro's log at the terminal width; wide lines keep each "Running node: …" whole.
+WIDE_LOG = {"COLUMNS": "400", "PYTHONUNBUFFERED": "1"}
 
 
 def reporting(project: Path, name: str) -> Path:
@@ -263,6 +275,79 @@ def test_repro_after_a_full_run_runs_nothing(project: Path) -> None:
     assert "up to date" in run(project, "dvc", "status").stdout
 
 
+def stage_nodes(stage: str) -> list[str]:
+    module = importlib.import_module(f"prodcls_pipeline.pipelines.{stage}.pipeline")
+    return [node.name for node in module.create_pipeline().nodes]
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL `process` and every process under it at once, as a machine that dies would."""
+    victims = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for victim in victims:
+        victim.kill()
+    psutil.wait_procs(victims, timeout=60)
+
+
+def repro_killed_in(project: Path, stage: str, choose: random.Random) -> str:
+    """`dvc repro`, SIGKILLed while `stage` runs: once a seeded random node of it (not the last)
+    has started, after a random fraction of a second; in train, after its first epoch
+    checkpoint. Returns the run's output up to the kill."""
+    node = "fit_classifier" if stage == "train" else choose.choice(stage_nodes(stage)[:-1])
+    delay = choose.uniform(0.0, 0.5)
+    checkpoint = project / "data/06_models/checkpoints/latest.pt"
+    log = project.parent / f"killed-in-{stage}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=project,
+            env=command_env() | WIDE_LOG,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    started = time.monotonic()
+    while not (
+        f"Running node: {node}" in log.read_text()
+        and (stage != "train" or (checkpoint.exists() and checkpoint.stat().st_mtime > started))
+    ):
+        assert process.poll() is None, f"ended before the kill point:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"never reached node {node} of {stage}"
+        time.sleep(0.02)
+    time.sleep(delay)
+    kill_tree(process)
+    text = log.read_text()
+    during = text.rsplit(f"Running stage '{stage}'", 1)[-1]
+    assert "Updating lock file" not in during, f"{stage} had ended before the kill:\n{during}"
+    point = "its first epoch checkpoint" if stage == "train" else f"node {node} started"
+    print(f"killed in {stage}: {delay:.2f} s after {point}")
+    return text
+
+
+def test_a_repro_killed_in_each_of_four_stages_ends_with_the_same_metrics(
+    project: Path, staging: Path, tmp_path: Path
+) -> None:
+    """From the same commit and drop, `dvc repro` killed in ingest, then in train, compress and
+    package, each time run again, ends with the uninterrupted run's metrics: what a kill left
+    was not trusted, and training resumed from its checkpoint. The clone is a second clean
+    clone, so equal metrics also show two clean runs agree."""
+    uninterrupted = read_json(reporting(project, "metrics.json"))
+    first_commit = run(project, "git", "rev-list", "--max-parents=0", "HEAD").stdout.strip()
+    clone = tmp_path / "clone"
+    run(project, "git", "clone", "-q", str(project), str(clone))
+    run(clone, "git", "checkout", "-q", first_commit)
+    land(clone, staging, "drop-001")
+    choose = random.Random(KILL_SEED)
+
+    outputs = {stage: repro_killed_in(clone, stage, choose) for stage in KILLED_STAGES}
+    final = run(clone, "dvc", "repro").stdout
+
+    assert "Resuming training after epoch" in outputs["compress"], outputs["compress"][-4000:]
+    assert "Running stage 'package'" in final and "Running stage 'train'" not in final
+    assert read_json(reporting(clone, "metrics.json")) == uninterrupted
+    assert aliases(clone)["champion"] == 1
+    assert "up to date" in run(clone, "dvc", "status").stdout
+
+
 @pytest.mark.parametrize(
     ("module", "stages"),
     [
@@ -297,6 +382,11 @@ def test_bad_drop_stops_at_the_validate_gate(project: Path, staging: Path) -> No
     conflict_source = next(p for p in existing if "Banana" not in str(p))
     shutil.copy2(conflict_source, bad / "Lime" / "relabelled.jpg")
     (bad / "Banana" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a complete jpeg")
+    # A class spelt in another case, and under another coarse label than drop A gives it.
+    (bad / "BANANA").mkdir()
+    ImageOps.flip(Image.open(bananas[0])).save(bad / "BANANA" / "shouted.jpg")
+    (bad / "Fruit" / "Banana").mkdir(parents=True)
+    ImageOps.flip(Image.open(bananas[1])).save(bad / "Fruit" / "Banana" / "regrouped.jpg")
     # Ingest reads landed drops only: the bad drop arrives the way every drop does.
     land(project, staging, "drop-bad")
     raw_before = tree_digest(drops)
@@ -310,7 +400,10 @@ def test_bad_drop_stops_at_the_validate_gate(project: Path, staging: Path) -> No
     report = reporting(project, "validation_report.md").read_text()
     assert "drop-bad/Banana/corrupt.jpg" in report
     assert hashlib.sha256(conflict_source.read_bytes()).hexdigest() in report
-    assert read_json(reporting(project, "validation_report.json"))["success"] is False
+    assert "'BANANA' vs 'Banana'" in report and "Banana in 'Banana' and 'Fruit'" in report
+    checks = read_json(reporting(project, "validation_report.json"))["checks"]
+    failed = {check["name"] for check in checks if not check["success"]}
+    assert {"sha256 conflict", "label spellings", "coarse labels"} <= failed, failed
     assert tree_digest(drops) == raw_before
     assert tree_digest(project / "data" / "07_model_output" / "package") == model_before
     assert registered_versions(project) == 1

@@ -10,6 +10,7 @@ from helpers import SAMPLE_DIR, awkward_files, project_params, validate_catalog
 from kedro.runner import SequentialRunner
 
 from prodcls_pipeline.core.schema import QUARANTINED
+from prodcls_pipeline.core.tables import code
 from prodcls_pipeline.data.drops import build_manifest, scan_drops
 from prodcls_pipeline.data.images import ImageStore, IngestSettings
 from prodcls_pipeline.data.layout import layout_drops
@@ -17,12 +18,14 @@ from prodcls_pipeline.framework.params import ValidateParams
 from prodcls_pipeline.pipelines.validate import create_pipeline
 
 LABEL = "Banana"
+# How the drop's labels.csv spells LABEL for the bad files: normalised, and the report says so.
+SPELT_LABEL = f" {LABEL}  "
 PARAMS = project_params()
 
 
 def add_bad_files(drop: Path, outside: Path) -> dict[str, str]:
     """Every awkward kind, a link out of the drop and a FIFO, listed in the drop's labels.csv
-    under a real class; {relative path: expected outcome}."""
+    under a real class, spelt with stray spaces; {relative path: expected outcome}."""
     expected = {
         f"awkward/{name}": outcome for name, outcome in awkward_files(drop / "awkward").items()
     }
@@ -35,7 +38,7 @@ def add_bad_files(drop: Path, outside: Path) -> dict[str, str]:
     with (drop / "labels.csv").open("a", newline="") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         for relative in expected:
-            writer.writerow([relative, LABEL, "", ""])
+            writer.writerow([relative, SPELT_LABEL, "", ""])
     return expected
 
 
@@ -68,6 +71,17 @@ def test_a_drop_mixing_good_photos_and_every_bad_kind_reports_each_and_trains_th
         else:
             assert row["status"] == "ok", relative
     assert report["success"], [c["name"] for c in report["checks"] if not c["success"]]
+    assert report["normalised_labels"] == [
+        {
+            "drop": drop.name,
+            "column": "label",
+            "given": SPELT_LABEL,
+            "normalised": LABEL,
+            "files": len(expected),
+        }
+    ]
+    listed = f"| {drop.name} | label | {code(SPELT_LABEL)} | {code(LABEL)} | {len(expected)} |"
+    assert listed in markdown
     validated = data.load("validated_manifest")
     good = manifest[~manifest["source_path"].str.contains("/awkward/")]
     assert set(good["sha256"]) <= set(validated["sha256"])

@@ -259,6 +259,39 @@ def test_labels_that_differ_only_in_case_stop_the_drop_naming_both_spellings():
     ]
 
 
+def test_the_report_lists_each_normalised_spelling_with_its_files_and_the_gate_passes():
+    rows = clean_rows() + [
+        row("drop-002", "apple", f"spaced-{i}", given_label="apple ") for i in range(3)
+    ]
+    rows += [row("drop-002", "pear", "coarse", coarse_label="Fruit", given_coarse_label="Fruit\t")]
+
+    report = validate_manifest(manifest(rows), NO_PREVIOUS, RULES)
+
+    assert report["success"]
+    assert report["normalised_labels"] == [
+        {
+            "drop": "drop-002",
+            "column": "coarse_label",
+            "given": "Fruit\t",
+            "normalised": "Fruit",
+            "files": 1,
+        },
+        {
+            "drop": "drop-002",
+            "column": "label",
+            "given": "apple ",
+            "normalised": "apple",
+            "files": 3,
+        },
+    ]
+    page = render_markdown(report)
+    assert "## Normalised labels (2)" in page
+    assert "| drop-002 | label | `apple ` | `apple` | 3 |" in page
+    assert "None: every label was spelt as it is." in render_markdown(
+        validate_manifest(manifest(clean_rows()), NO_PREVIOUS, RULES)
+    )
+
+
 def test_a_class_under_two_coarse_labels_stops_the_drop():
     rows = [
         row("drop-001", "apple", f"a-{i}", coarse_label="Fruit" if i % 2 else "Vegetables")

@@ -27,7 +27,7 @@ __all__, __getattr__ = lazy_exports(
         "digests": ["package_digest", "sha256_bytes", "sha256_file"],
         "errors": ["GateError", "RefusedError"],
         "exports": ["lazy_exports"],
-        "files": ["atomic_file", "atomic_write"],
+        "files": ["atomic_file", "atomic_path", "atomic_write"],
         "numbers": ["METRIC_DIGITS", "round_measure", "round_metric"],
         "plotting": ["configure_matplotlib"],
         "rules": ["Rule", "RuleParamsError"],

@@ -26,6 +26,10 @@ MANIFEST_DTYPES = {
     "bytes": "int64",
     "status": "str",
     "quarantine_reason": "str",
+    # The label and coarse label as the drop spelt them, where normalisation changed them
+    # (`Kiwi ` for `Kiwi`); empty where the drop spelt them as they are.
+    "given_label": "str",
+    "given_coarse_label": "str",
 }
 MANIFEST_COLUMNS = tuple(MANIFEST_DTYPES)
 INTEGER_COLUMNS = tuple(column for column, dtype in MANIFEST_DTYPES.items() if dtype == "int64")

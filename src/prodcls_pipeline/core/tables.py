@@ -47,7 +47,9 @@ def code(value: object) -> Markdown:
     """
     text = _LINE_BREAK.sub(" ", str(value)).replace("|", "\\|")
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    padding = " " if text.startswith("`") or text.endswith("`") else ""
+    # CommonMark drops one space from each end of a span that begins and ends with one.
+    spaced = text.startswith(" ") and text.endswith(" ") and text.strip() != ""
+    padding = " " if text.startswith("`") or text.endswith("`") or spaced else ""
     return Markdown(f"{fence}{padding}{text}{padding}{fence}")
 
 

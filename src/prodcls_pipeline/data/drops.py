@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("split", "coarse_label")
+# Columns whose text is a label: normalised by `normalise_label`, not merely stripped.
+LABEL_COLUMNS = ("label", "coarse_label")
 # The file a sender puts in a drop when it is completely copied.
 READY_MARKER = "_READY"
 # Files operating systems leave in folders they show: no one's photo, skipped and counted.
@@ -69,6 +71,9 @@ class DropFile:
     problem: str = ""
     # False for a symbolic link or a non-regular file: ingest never opens it.
     readable: bool = True
+    # The labels as the drop spelt them, where `normalise_label` changed them.
+    given_label: str = ""
+    given_coarse_label: str = ""
 
 
 def scan_drops(root: Path, landed_only: bool = False) -> list[DropFile]:
@@ -172,17 +177,20 @@ def _candidate(
     pinned_split: str = UNPINNED,
     problem: str = "",
 ) -> DropFile:
-    """The entry at `relative` as a candidate of its drop; an unreadable entry's reason comes
-    before any other `problem`."""
+    """The entry at `relative` as a candidate of its drop, its labels as the drop spelt them;
+    an unreadable entry's reason comes before any other `problem`."""
     unreadable = unreadable_reason(drop_dir, relative)
+    normalised, normalised_coarse = normalise_label(label), normalise_label(coarse_label)
     return DropFile(
         drop=drop_dir.name,
         source_path=f"{drop_dir.name}/{relative}",
-        label=label,
-        coarse_label=coarse_label,
+        label=normalised,
+        coarse_label=normalised_coarse,
         pinned_split=pinned_split,
         problem=unreadable or problem,
         readable=not unreadable,
+        given_label=label if label != normalised else "",
+        given_coarse_label=coarse_label if coarse_label != normalised_coarse else "",
     )
 
 
@@ -190,9 +198,9 @@ def _scan_folder_tree(drop_dir: Path, skipped: list[Path]) -> list[DropFile]:
     files = []
     for path in _walk_files(drop_dir, skipped):
         parts = path.relative_to(drop_dir).parts
-        label = normalise_label(parts[-2]) if len(parts) >= 2 else ""
-        coarse_label = normalise_label(parts[-3]) if len(parts) >= 3 else ""
-        problem = "" if label else "no label: file is not inside a label folder"
+        label = parts[-2] if len(parts) >= 2 else ""
+        coarse_label = parts[-3] if len(parts) >= 3 else ""
+        problem = "" if normalise_label(label) else "no label: file is not inside a label folder"
         files.append(_candidate(drop_dir, "/".join(parts), label, coarse_label, problem=problem))
     return files
 
@@ -202,8 +210,8 @@ def _scan_labels_csv(drop_dir: Path, skipped: list[Path]) -> list[DropFile]:
         relative: _candidate(
             drop_dir,
             relative,
-            normalise_label(row["label"]),
-            normalise_label(row.get("coarse_label", "")),
+            row["label"],
+            row.get("coarse_label", ""),
             row.get("split", UNPINNED),
         )
         for relative, row in read_labels_csv(drop_dir).items()
@@ -247,7 +255,11 @@ def read_labels_csv(drop_dir: Path) -> dict[str, dict[str, str]]:
                     f"{line}: expected {len(header)} fields ({','.join(header)}), "
                     f"found {len(fields)}"
                 )
-            row = dict(zip(header, (field.strip() for field in fields), strict=True))
+            # Labels keep their spelling for `normalise_label`, which reports what it changed.
+            row = {
+                column: field if column in LABEL_COLUMNS else field.strip()
+                for column, field in zip(header, fields, strict=True)
+            }
             relative = _check_row(drop_dir, row, line)
             if relative in rows:
                 raise DropFormatError(f"{line}: {relative!r} is listed twice")
@@ -273,7 +285,7 @@ def _check_header(header: list[str], where: str) -> None:
 def _check_row(drop_dir: Path, row: dict[str, str], line: str) -> str:
     if not row["path"]:
         raise DropFormatError(f"{line}: empty path")
-    if not row["label"]:
+    if not normalise_label(row["label"]):
         raise DropFormatError(f"{line}: empty label for {row['path']!r}")
     split = row.get("split", UNPINNED)
     if split not in PINNED_SPLITS:
@@ -349,4 +361,6 @@ def _manifest_row(file: DropFile, sha256: str, size: int, record: dict) -> dict:
         "bytes": size,
         "status": record["status"],
         "quarantine_reason": record["quarantine_reason"],
+        "given_label": file.given_label,
+        "given_coarse_label": file.given_coarse_label,
     }

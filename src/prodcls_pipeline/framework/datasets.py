@@ -1,4 +1,5 @@
-"""Kedro datasets that stock kedro-datasets lack: folder handles, bytes, checkpoints.
+"""Kedro datasets that stock kedro-datasets lack: folder handles, bytes, checkpoints, and the
+stock file datasets made atomic.
 
 Content-addressed stores (normalised images, embeddings, checkpoints) are folders that grow by
 hash. Their dataset loads a handle; the node that fills the store writes through it,
@@ -7,15 +8,18 @@ idempotently, and never deletes. DVC keeps these folders with `persist: true` fo
 
 import io
 from importlib import import_module
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 import torch
 from kedro.io import AbstractDataset, DatasetError
-from kedro_datasets.pandas import ParquetDataset
+from kedro_datasets.json import JSONDataset
+from kedro_datasets.matplotlib import MatplotlibDataset
+from kedro_datasets.pandas import CSVDataset, ParquetDataset
+from kedro_datasets.text import TextDataset
 
-from prodcls_pipeline.core.files import atomic_write
+from prodcls_pipeline.core.files import atomic_path, atomic_write
 
 
 class FolderDataset(AbstractDataset[None, Path]):
@@ -94,7 +98,50 @@ class TorchCheckpointDataset(BytesDataset):
         super()._save(buffer.getvalue())
 
 
-class OptionalParquetDataset(ParquetDataset):
+class AtomicSave:
+    """Makes a stock local file dataset save whole or not at all: it writes a temporary file
+    beside its own, then renames that over it. A run killed mid-save (a `kedro run` by hand has
+    no `dvc.lock` to discard what a killed stage began) leaves the previous file, never half of a
+    new one. Mixed in before the stock class, whose `save` writes wherever `_get_save_path`
+    says."""
+
+    _saving_to: Path | None = None
+
+    def _get_save_path(self) -> PurePosixPath:
+        if self._saving_to is not None:
+            return PurePosixPath(self._saving_to)
+        return super()._get_save_path()  # type: ignore[misc]
+
+    def save(self, data: Any) -> None:
+        with atomic_path(Path(self._get_save_path())) as temporary:
+            self._saving_to = temporary
+            try:
+                super().save(data)  # type: ignore[misc]
+            finally:
+                self._saving_to = None
+
+
+class AtomicJSONDataset(AtomicSave, JSONDataset):
+    """kedro-datasets' `json.JSONDataset`, saved atomically."""
+
+
+class AtomicTextDataset(AtomicSave, TextDataset):
+    """kedro-datasets' `text.TextDataset`, saved atomically."""
+
+
+class AtomicCSVDataset(AtomicSave, CSVDataset):
+    """kedro-datasets' `pandas.CSVDataset`, saved atomically."""
+
+
+class AtomicParquetDataset(AtomicSave, ParquetDataset):
+    """kedro-datasets' `pandas.ParquetDataset`, saved atomically."""
+
+
+class AtomicMatplotlibDataset(AtomicSave, MatplotlibDataset):
+    """kedro-datasets' `matplotlib.MatplotlibDataset` of one figure, saved atomically."""
+
+
+class OptionalParquetDataset(AtomicParquetDataset):
     """A parquet table that may not exist yet (first run): loads as an empty DataFrame then."""
 
     def load(self) -> pd.DataFrame:

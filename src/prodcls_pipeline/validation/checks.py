@@ -136,6 +136,7 @@ def validate_manifest(
         "checks": [],
         "skipped": [],
         "quarantined": [],
+        "normalised_labels": [],
         "conflicts": [],
         "new_classes": [],
         "class_distribution": [],
@@ -148,6 +149,7 @@ def validate_manifest(
         report |= {
             "counts": _counts(manifest),
             "quarantined": _quarantined_files(manifest),
+            "normalised_labels": _normalised_labels(manifest),
             "conflicts": content.conflicts,
             "new_classes": content.new_classes,
             "class_distribution": content.distribution,
@@ -628,6 +630,24 @@ def _quarantined_files(manifest: pd.DataFrame) -> Rows:
         }
         for row in quarantined.itertuples(index=False)
     ]
+
+
+# Each column that holds a label, and the column that keeps it as the drop spelt it.
+_GIVEN_LABEL_COLUMNS = {"label": "given_label", "coarse_label": "given_coarse_label"}
+
+
+def _normalised_labels(manifest: pd.DataFrame) -> Rows:
+    """Per drop, each label spelling that ingest normalised, what it became, and on how many
+    files."""
+    rows = []
+    for column, given_column in _GIVEN_LABEL_COLUMNS.items():
+        changed = manifest[manifest[given_column] != ""]
+        counted = changed.groupby(["drop", given_column, column], sort=True).size()
+        rows += [
+            {"drop": drop, "column": column, "given": given, "normalised": label, "files": files}
+            for (drop, given, label), files in counted.items()
+        ]
+    return sorted(rows, key=lambda row: (row["drop"], row["column"], row["given"]))
 
 
 def _repeated_values(

@@ -19,6 +19,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         *(_failed_check(check) for check in report["checks"] if not check["success"]),
         *(f"> Skipped {item}." for item in report["skipped"]),
         _quarantined(report["quarantined"]),
+        _normalised_labels(report["normalised_labels"]),
         _new_classes(report),
         _drift(report.get("drift", [])),
         _suspects(report.get("label_quality")),
@@ -76,6 +77,19 @@ def _quarantined(files: list[Mapping[str, Any]]) -> str:
     rows = [[item["drop"], item["source_path"], item["reason"]] for item in files]
     table = _capped_table(["drop", "file", "reason"], rows, MAX_LISTED_ROWS)
     return f"## Quarantined files ({len(files):,})\n\n{table}"
+
+
+def _normalised_labels(changes: list[Mapping[str, Any]]) -> str:
+    if not changes:
+        return "## Normalised labels\n\nNone: every label was spelt as it is."
+    rows = [
+        [item["drop"], item["column"], code(item["given"]), code(item["normalised"]), item["files"]]
+        for item in changes
+    ]
+    columns = ["drop", "column", "given as", "normalised to", "files"]
+    intro = "Unicode NFC, whitespace runs made one space, ends trimmed; case is kept."
+    table = _capped_table(columns, rows, MAX_LISTED_ROWS)
+    return f"## Normalised labels ({len(changes):,})\n\n{intro}\n\n{table}"
 
 
 def _new_classes(report: Mapping[str, Any]) -> str:
