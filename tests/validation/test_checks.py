@@ -53,7 +53,7 @@ def test_clean_manifest_passes_with_deterministic_json_report():
     }  # fmt: skip
     assert report["new_classes"] == ["apple", "pear"]
     assert "no previous manifest" in check(report, "known labels")["summary"]
-    assert len(report["checks"]) == 14
+    assert len(report["checks"]) == 15
     first = json.dumps(report, allow_nan=False, sort_keys=True)
     assert json.dumps(validate_manifest(clean, NO_PREVIOUS, RULES), sort_keys=True) == first
 
@@ -290,6 +290,24 @@ def test_the_report_lists_each_normalised_spelling_with_its_files_and_the_gate_p
     assert "None: every label was spelt as it is." in render_markdown(
         validate_manifest(manifest(clean_rows()), NO_PREVIOUS, RULES)
     )
+
+
+def test_one_class_alone_stops_the_gate_but_a_drop_of_one_class_adds_to_the_others():
+    apples = [row("drop-001", "apple", f"a-{i}") for i in range(4)]
+
+    alone = validate_manifest(manifest(apples), NO_PREVIOUS, RULES)
+    beside = validate_manifest(
+        manifest(clean_rows() + [row("drop-002", "pear", f"p-{i}") for i in range(4)]),
+        NO_PREVIOUS,
+        RULES,
+    )
+
+    classes = check(alone, "classes")
+    assert not alone["success"] and not classes["success"]
+    assert classes["summary"] == (
+        "1 class across the drops: a classifier needs at least 2; land a drop with another class"
+    )
+    assert check(beside, "classes")["success"] and beside["success"]
 
 
 def test_a_class_under_two_coarse_labels_stops_the_drop():

@@ -39,6 +39,8 @@ COLUMN_TYPES = {
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # Summaries are one line each (the gate error prints them); the offending list holds the rest.
 SUMMARY_ITEMS = 5
+# A classifier tells classes apart: fewer than two in the accepted data is nothing to learn.
+MIN_CLASSES = 2
 
 Rows = list[dict[str, Any]]
 
@@ -346,6 +348,7 @@ class _ContentChecks:
             self._label_spellings,
             self._coarse_labels,
             self._images_per_class,
+            self._class_count,
             self._quarantine_fraction,
             self._class_distribution,
         ]
@@ -495,6 +498,30 @@ class _ContentChecks:
             else f"every class has at least {minimum} images",
             observed=dict(zip(counts["label"], counts["images"].tolist(), strict=True)),
             offending=offending,
+        )
+
+    def _class_count(self) -> Check:
+        """The accepted data, all drops together, holds two classes at least: a drop of one class
+        adds to the others, but one class alone is nothing a classifier can learn."""
+        (result,) = _gx_runner().validate(
+            "class_count",
+            self._ok,
+            [
+                gx.expectations.ExpectColumnUniqueValueCountToBeBetween(
+                    column="label", min_value=MIN_CLASSES
+                )
+            ],
+        )
+        classes = int(self._ok["label"].nunique())
+        return Check(
+            name="classes",
+            success=result.success,
+            expectation=result.expectation_config.type,
+            summary=f"{_count(classes, 'class')} across the drops"
+            if result.success
+            else f"{_count(classes, 'class')} across the drops: a classifier needs at least "
+            f"{MIN_CLASSES}; land a drop with another class",
+            observed=classes,
         )
 
     def _quarantine_fraction(self) -> Check:
