@@ -98,6 +98,29 @@ def test_a_fifo_is_quarantined_without_being_opened(tmp_path, make_image):
     assert pipe["status"] == QUARANTINED and pipe["quarantine_reason"] == "not a regular file"
 
 
+def test_a_folder_named_like_an_image_is_no_file(tmp_path, make_image):
+    """In a folder tree a folder is a label, never a candidate; a labels.csv row naming a folder
+    is quarantined, the folder never opened."""
+    root = tmp_path / "drops"
+    make_image(root / "tree" / "apple" / "a.jpg")
+    (root / "tree" / "apple" / "empty.jpg").mkdir()
+    make_image(root / "listed" / "1.jpg", color=(9, 9, 9))
+    make_image(root / "listed" / "photo.jpg" / "inside.jpg", color=(8, 8, 8))
+    (root / "listed" / "labels.csv").write_text("path,label\n1.jpg,apple\nphoto.jpg,apple\n")
+    before = digest(root)
+
+    manifest = build_manifest(root, scan_drops(root), ImageStore(tmp_path / "s"), SETTINGS)
+
+    by_path = manifest.set_index("source_path")
+    assert dict(by_path["quarantine_reason"]) == {
+        "listed/1.jpg": "",
+        "listed/photo.jpg": "not a regular file",
+        "listed/photo.jpg/inside.jpg": "no label: file is not listed in labels.csv",
+        "tree/apple/a.jpg": "",
+    }
+    assert digest(root) == before
+
+
 def test_a_linked_drop_folder_is_not_read(tmp_path, make_image, caplog):
     root = tmp_path / "drops"
     make_image(tmp_path / "elsewhere" / "apple" / "a.jpg")
