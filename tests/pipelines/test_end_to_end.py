@@ -2,13 +2,14 @@
 
 One module-scoped project is driven through the user's story in order, the operator's routine
 each time (`prodcls land`, `dvc repro`, `git add` the `.dvc` files and `dvc.lock`, commit):
-drop A (one class held back) makes version 1, the champion; a no-op repro; a bad drop is stopped
-by the validate gate, the report says why and the champion stays; drop B (new images, the
-held-back class among them) makes version 2, the new champion, and `prodcls audit diff 1 2` names
-what came in; drop C re-delivers images of drop A and trains nothing; a changed train param makes
-a worse version 3, which stays the challenger; the notebooks run on the result; then, with drop A
-gone from the working tree, `prodcls audit reproduce 1` re-makes version 1 from its record alone,
-and `dvc checkout` brings drop A back byte for byte.
+drop A (one class held back) makes version 1, the champion, through a `dvc repro` SIGKILLed in
+four stages and run again each time; a no-op repro; a bad drop is stopped by the validate gate,
+the report says why and the champion stays; drop B (new images, the held-back class among them)
+makes version 2, the new champion, and `prodcls audit diff 1 2` names what came in; drop C
+re-delivers images of drop A and trains nothing; a changed train param makes a worse version 3,
+which stays the challenger; the notebooks run on the result; then, with drop A gone from the
+working tree, `prodcls audit reproduce 1` re-makes version 1, uninterrupted, from its record alone
+(the same metrics as the killed run's), and `dvc checkout` brings drop A back byte for byte.
 """
 
 import csv
@@ -178,9 +179,70 @@ def registered_versions(project: Path) -> int:
     return int(run(project, sys.executable, "-c", script).stdout.strip().splitlines()[-1])
 
 
-def test_first_drop_runs_every_stage(project: Path, staging: Path) -> None:
+def stage_nodes(stage: str) -> list[str]:
+    module = importlib.import_module(f"prodcls_pipeline.pipelines.{stage}.pipeline")
+    return [node.name for node in module.create_pipeline().nodes]
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL `process` and every process under it at once, as a machine that dies would."""
+    victims = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for victim in victims:
+        victim.kill()
+    psutil.wait_procs(victims, timeout=60)
+
+
+def repro_killed_in(project: Path, stage: str, choose: random.Random) -> str:
+    """`dvc repro`, SIGKILLed while `stage` runs: once a seeded random node of it (not the last)
+    has started, after a random fraction of a second; in train, after its first epoch
+    checkpoint. Returns the run's output up to the kill."""
+    node = "fit_classifier" if stage == "train" else choose.choice(stage_nodes(stage)[:-1])
+    delay = choose.uniform(0.0, 0.5)
+    checkpoint = project / "data/06_models/checkpoints/latest.pt"
+    log = project.parent / f"killed-in-{stage}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=project,
+            env=command_env() | WIDE_LOG,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    started = time.monotonic()
+    while not (
+        f"Running node: {node}" in log.read_text()
+        and (stage != "train" or (checkpoint.exists() and checkpoint.stat().st_mtime > started))
+    ):
+        assert process.poll() is None, f"ended before the kill point:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"never reached node {node} of {stage}"
+        time.sleep(0.02)
+    time.sleep(delay)
+    kill_tree(process)
+    text = log.read_text()
+    during = text.rsplit(f"Running stage '{stage}'", 1)[-1]
+    assert "Updating lock file" not in during, f"{stage} had ended before the kill:\n{during}"
+    point = "its first epoch checkpoint" if stage == "train" else f"node {node} started"
+    print(f"killed in {stage}: {delay:.2f} s after {point}")
+    return text
+
+
+def test_first_drop_runs_every_stage_through_a_kill_in_four_of_them(
+    project: Path, staging: Path
+) -> None:
+    """Drop A's `dvc repro` is SIGKILLed in ingest, then in train, compress and package, and
+    each time run again; the run that completes makes version 1. Training resumes from its
+    checkpoint; `test_audit_reproduce_remakes_version_1_from_its_record` re-makes version 1
+    uninterrupted in a clean worktree and gets every metric equal: what a kill left was never
+    trusted, and two clean runs agree."""
     land(project, staging, "drop-001")
-    run(project, "dvc", "repro")
+    choose = random.Random(KILL_SEED)
+
+    killed = {stage: repro_killed_in(project, stage, choose) for stage in KILLED_STAGES}
+    final = run(project, "dvc", "repro").stdout
+
+    assert "Resuming training after epoch" in killed["compress"], killed["compress"][-4000:]
+    assert "Running stage 'package'" in final and "Running stage 'train'" not in final
 
     metrics = read_json(reporting(project, "metrics.json"))
     assert metrics["test_images"] > 0 and 0.0 <= metrics["top1"] <= 1.0
@@ -273,79 +335,6 @@ def test_repro_after_a_full_run_runs_nothing(project: Path) -> None:
     output = run(project, "dvc", "repro").stdout
     assert "Running stage" not in output, output
     assert "up to date" in run(project, "dvc", "status").stdout
-
-
-def stage_nodes(stage: str) -> list[str]:
-    module = importlib.import_module(f"prodcls_pipeline.pipelines.{stage}.pipeline")
-    return [node.name for node in module.create_pipeline().nodes]
-
-
-def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL `process` and every process under it at once, as a machine that dies would."""
-    victims = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    for victim in victims:
-        victim.kill()
-    psutil.wait_procs(victims, timeout=60)
-
-
-def repro_killed_in(project: Path, stage: str, choose: random.Random) -> str:
-    """`dvc repro`, SIGKILLed while `stage` runs: once a seeded random node of it (not the last)
-    has started, after a random fraction of a second; in train, after its first epoch
-    checkpoint. Returns the run's output up to the kill."""
-    node = "fit_classifier" if stage == "train" else choose.choice(stage_nodes(stage)[:-1])
-    delay = choose.uniform(0.0, 0.5)
-    checkpoint = project / "data/06_models/checkpoints/latest.pt"
-    log = project.parent / f"killed-in-{stage}.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            ["dvc", "repro"],
-            cwd=project,
-            env=command_env() | WIDE_LOG,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + KILL_WAIT_SECONDS
-    started = time.monotonic()
-    while not (
-        f"Running node: {node}" in log.read_text()
-        and (stage != "train" or (checkpoint.exists() and checkpoint.stat().st_mtime > started))
-    ):
-        assert process.poll() is None, f"ended before the kill point:\n{log.read_text()[-4000:]}"
-        assert time.monotonic() < deadline, f"never reached node {node} of {stage}"
-        time.sleep(0.02)
-    time.sleep(delay)
-    kill_tree(process)
-    text = log.read_text()
-    during = text.rsplit(f"Running stage '{stage}'", 1)[-1]
-    assert "Updating lock file" not in during, f"{stage} had ended before the kill:\n{during}"
-    point = "its first epoch checkpoint" if stage == "train" else f"node {node} started"
-    print(f"killed in {stage}: {delay:.2f} s after {point}")
-    return text
-
-
-def test_a_repro_killed_in_each_of_four_stages_ends_with_the_same_metrics(
-    project: Path, staging: Path, tmp_path: Path
-) -> None:
-    """From the same commit and drop, `dvc repro` killed in ingest, then in train, compress and
-    package, each time run again, ends with the uninterrupted run's metrics: what a kill left
-    was not trusted, and training resumed from its checkpoint. The clone is a second clean
-    clone, so equal metrics also show two clean runs agree."""
-    uninterrupted = read_json(reporting(project, "metrics.json"))
-    first_commit = run(project, "git", "rev-list", "--max-parents=0", "HEAD").stdout.strip()
-    clone = tmp_path / "clone"
-    run(project, "git", "clone", "-q", str(project), str(clone))
-    run(clone, "git", "checkout", "-q", first_commit)
-    land(clone, staging, "drop-001")
-    choose = random.Random(KILL_SEED)
-
-    outputs = {stage: repro_killed_in(clone, stage, choose) for stage in KILLED_STAGES}
-    final = run(clone, "dvc", "repro").stdout
-
-    assert "Resuming training after epoch" in outputs["compress"], outputs["compress"][-4000:]
-    assert "Running stage 'package'" in final and "Running stage 'train'" not in final
-    assert read_json(reporting(clone, "metrics.json")) == uninterrupted
-    assert aliases(clone)["champion"] == 1
-    assert "up to date" in run(clone, "dvc", "status").stdout
 
 
 @pytest.mark.parametrize(
@@ -562,6 +551,8 @@ def test_every_notebook_runs_on_the_project(project: Path) -> None:
 
 
 def test_audit_reproduce_remakes_version_1_from_its_record(project: Path) -> None:
+    """Version 1 came from a run killed in four stages (the first test); its re-make here is
+    uninterrupted, in a clean worktree with an empty DVC cache, and must equal it exactly."""
     drop_a = project / DROPS / "drop-001"
     shutil.rmtree(drop_a)
     status_before = run(project, "git", "status", "--porcelain").stdout
