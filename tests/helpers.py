@@ -300,9 +300,17 @@ def command_env() -> dict[str, str]:
     }
 
 
-def run(project: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(
+    project: Path, *command: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`command` in `project`, in `command_env()` plus `env`."""
     result = subprocess.run(
-        command, check=False, cwd=project, env=command_env(), capture_output=True, text=True
+        command,
+        check=False,
+        cwd=project,
+        env={**command_env(), **(env or {})},
+        capture_output=True,
+        text=True,
     )
     if check and result.returncode != 0:
         raise AssertionError(

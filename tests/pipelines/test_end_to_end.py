@@ -23,16 +23,28 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pandas as pd
 import psutil
+import psycopg2
 import pytest
 import torch
 import yaml
-from helpers import REPO, SAMPLE_DIR, command_env, copy_project, execute_notebook, run
+from helpers import (
+    REPO,
+    SAMPLE_DIR,
+    command_env,
+    copy_project,
+    execute_notebook,
+    run,
+)
+from mlflow import MlflowClient
 from PIL import Image, ImageOps
 from scipy.special import softmax
+from servers import mlflow_server, postgres_server, s3_server, sqlalchemy_uri
 
+from prodcls_pipeline.core.tracking import TRACKING_URI_ENV
 from prodcls_pipeline.data.images import ImageStore
 from prodcls_pipeline.evaluation.prediction import BATCH_SIZE
 from prodcls_pipeline.models.classifier import checkpoint_preprocessing
@@ -164,8 +176,8 @@ def aliases(project: Path) -> dict[str, int]:
     return {name: int(version) for name, version in json.loads(output).items()}
 
 
-def predict(project: Path, image: Path, *model: str) -> dict:
-    output = run(project, "prodcls", "predict", str(image), "--json", *model).stdout
+def predict(project: Path, image: Path, *model: str, env: dict[str, str] | None = None) -> dict:
+    output = run(project, "prodcls", "predict", str(image), "--json", *model, env=env).stdout
     [prediction] = json.loads(output)
     return prediction
 
@@ -335,6 +347,96 @@ def test_repro_after_a_full_run_runs_nothing(project: Path) -> None:
     output = run(project, "dvc", "repro").stdout
     assert "Running stage" not in output, output
     assert "up to date" in run(project, "dvc", "status").stdout
+
+
+S3_BUCKET = "prodcls-dvc"
+# Two processes train on the same global batches; batch-norm statistics of half batches differ.
+DDP_VAL_TOLERANCE = 0.05
+# moto accepts any credentials; DVC and boto3 need some in the environment.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def use_s3_remote(project: Path, endpoint: str) -> None:
+    """The default DVC remote of this checkout (`--local`: the endpoint is the test's own)."""
+    run(project, "dvc", "remote", "add", "--local", "-d", "storage", f"s3://{S3_BUCKET}/cache")
+    run(project, "dvc", "remote", "modify", "--local", "storage", "endpointurl", endpoint)
+
+
+def test_a_clone_pulled_from_an_s3_remote_runs_nothing(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    clone = tmp_path / "clone"
+    with s3_server() as endpoint:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=S3_BUCKET)
+        use_s3_remote(project, endpoint)
+        try:
+            pushed = run(project, "dvc", "push").stdout
+        finally:
+            run(project, "dvc", "remote", "remove", "--local", "storage")
+        run(project, "git", "clone", "-q", str(project), str(clone))
+        use_s3_remote(clone, endpoint)
+        pulled = run(clone, "dvc", "pull").stdout
+        repro = run(clone, "dvc", "repro").stdout
+
+    assert "pushed" in pushed and "added" in pulled, (pushed, pulled)
+    assert "Running stage" not in repro, repro[-3000:]
+    assert "up to date" in run(clone, "dvc", "status").stdout
+    for output in ("data/06_models/classifier.pt", "data/07_model_output/onnx/int8.onnx"):
+        assert (clone / output).read_bytes() == (project / output).read_bytes(), output
+
+
+def best_val_accuracy(project: Path) -> float:
+    return pd.read_csv(reporting(project, "training_history.csv"))["val_accuracy"].max()
+
+
+def test_a_clone_trains_on_two_processes_and_registers_on_an_mlflow_server_over_postgresql(
+    project: Path, tmp_path: Path
+) -> None:
+    """A teammate's clone retrains under torchrun (DDP, two CPU processes) and registers into a
+    shared MLflow server whose backend store is PostgreSQL; the champion resolves from it."""
+    clone = tmp_path / "clone"
+    run(project, "git", "clone", "-q", str(project), str(clone))
+    run(clone, "dvc", "remote", "add", "--local", "-d", "project", str(project / ".dvc" / "cache"))
+    run(clone, "dvc", "pull")
+    params_file = clone / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["train"]["distributed"]["processes"] = 2
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    image = next((clone / DROPS / "drop-001").rglob("*.jpg"))
+    artifacts = tmp_path / "artifacts"
+    with (
+        postgres_server() as database,
+        mlflow_server(sqlalchemy_uri(database), artifacts, tmp_path / "mlflow.log") as server,
+    ):
+        tracking = {TRACKING_URI_ENV: server}
+        repro = run(clone, "dvc", "repro", env=tracking).stdout
+        client = MlflowClient(server)
+        champion = client.get_model_version_by_alias("prodcls", "champion")
+        training_params = client.get_run(champion.run_id).data.params
+        answer = predict(clone, image, env=tracking)
+        with psycopg2.connect(database) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT name, version FROM model_versions")
+            stored_versions = cursor.fetchall()
+
+    ran = {stage for stage in STAGES if f"Running stage '{stage}'" in repro}
+    assert ran == {"train", "evaluate", "compress", "package"}, repro[-3000:]
+    assert "under torchrun (gloo)" in repro, repro[-3000:]
+    assert training_params["distributed.processes"] == "2"
+    assert stored_versions == [("prodcls", 1)]
+    assert champion.version == "1"
+    assert champion.run_id == read_json(clone / "data/06_models/mlflow_run.json")["run_id"]
+    assert read_json(reporting(clone, "promotion.json"))["verdict"] == "promoted"
+    assert any(artifacts.rglob("MLmodel")), "the model went to the server's artifact store"
+    assert not (clone / "mlruns").exists(), "nothing was written to a local store"
+    assert answer["label"] in read_json(reporting(clone, "per_class_metrics.json"))
+    ddp, single = best_val_accuracy(clone), best_val_accuracy(project)
+    assert abs(ddp - single) <= DDP_VAL_TOLERANCE, (ddp, single)
 
 
 @pytest.mark.parametrize(

@@ -91,10 +91,31 @@ def test_git_state_clean_then_dirty(repo: Path) -> None:
     (repo / STORE_FOLDER).mkdir()
     (repo / STORE_FOLDER / DATABASE_FILE).write_bytes(b"ignored by git")
     (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    drops = repo / "data" / "01_raw" / "drops"
+    drops.mkdir(parents=True)
+    # what `dvc add` writes beside a drop it caches
+    (drops / ".gitignore").write_text("/drop-001\n")
+    (drops / "drop-001.dvc").write_text("outs: []\n")
     assert git_state(repo) == {"commit": head, "dirty": False, "is_git_repo": True}
 
     (repo / "code.py").write_text("x = 2\n")
     assert git_state(repo) == {"commit": head, "dirty": True, "is_git_repo": True}
+
+
+def test_git_state_never_rewrites_the_index(repo: Path) -> None:
+    """A stage killed while git holds .git/index.lock would leave the lock for the user's next
+    commit: reading the state must not refresh the index."""
+    (repo / "code.py").write_text("x = 1\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "initial")
+    index = repo / ".git" / "index"
+    before = index.stat()
+    # Same content, newer mtime: a plain `git status` would refresh and rewrite the index.
+    os.utime(repo / "code.py", ns=(before.st_mtime_ns + 10**9, before.st_mtime_ns + 10**9))
+
+    assert git_state(repo)["dirty"] is False
+    after = index.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 def test_the_recorded_diff_rebuilds_the_dirty_tree_from_its_commit(

@@ -4,11 +4,8 @@ for images beyond the package's limits, which the server never decodes."""
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,11 +23,10 @@ from helpers import (
     declared_png,
     sample_images,
 )
+from servers import free_port, http_ready, server_process
 
 from prodcls_pipeline.core.tracking import TRACKING_URI_ENV
 
-# Importing mlflow, loading the model and starting uvicorn on two busy cores.
-STARTUP_SECONDS = 240
 REQUEST_SECONDS = 60
 MIB = 2**20
 
@@ -47,7 +43,7 @@ def serving(
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """The base URL of `mlflow models serve` for the champion, and its process (the leader of
     the server's process group); the server is always stopped."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     bin_dir = str(Path(sys.executable).parent)  # where `uvicorn`, which mlflow runs, lives
     env = {
@@ -57,17 +53,9 @@ def serving(
     }
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION_URI]
     command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    with log_path.open("wb") as log:
-        # A session of its own, so stopping it stops the uvicorn it starts too.
-        process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(url, process, log_path)
+    with server_process(command, log_path, http_ready(f"{url}/ping"), env=env) as process:
         yield url, process
-    finally:
-        _stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -223,36 +211,3 @@ def _reset_peak_memory(group: int) -> int:
 def _peak_memory(group: int) -> int:
     """The group's peak resident memory since the last reset."""
     return sum(_memory(pid, "VmHWM") for pid in _group_pids(group))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"The server exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(1)
-    pytest.fail(f"The server did not answer /ping in {STARTUP_SECONDS} s:\n{log_path.read_text()}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the server's whole process group: the mlflow command and the uvicorn it started."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()

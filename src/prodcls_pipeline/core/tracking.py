@@ -12,6 +12,7 @@ import mlflow
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 STORE_FOLDER = "mlruns"
 DATABASE_FILE = "mlflow.db"
+SERVER_SCHEMES = ("http://", "https://")
 
 
 def sqlite_tracking_uri(folder: Path) -> str:
@@ -45,15 +46,23 @@ def artifact_location(project_root: Path | None = None) -> str:
     return ((project_root or Path.cwd()).resolve() / STORE_FOLDER / "artifacts").as_uri()
 
 
+def is_tracking_server(uri: str) -> bool:
+    """An MLflow server (not a store this process opens itself): it decides where artifacts go."""
+    return uri.startswith(SERVER_SCHEMES)
+
+
 def use_project_tracking(experiment_name: str, project_root: Path | None = None) -> str:
-    """Point mlflow at the project's store and experiment; returns the experiment id."""
-    set_tracking(project_root=project_root)
+    """Point mlflow at the project's store and experiment; returns the experiment id. A new
+    experiment keeps its artifacts under the project's store, or where a tracking server keeps
+    them (every client of the server reads them there)."""
+    uri = set_tracking(project_root=project_root)
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is not None:
         mlflow.set_experiment(experiment_name)
         return experiment.experiment_id
     experiment_id = mlflow.create_experiment(
-        experiment_name, artifact_location=artifact_location(project_root)
+        experiment_name,
+        artifact_location=None if is_tracking_server(uri) else artifact_location(project_root),
     )
     mlflow.set_experiment(experiment_name)
     return experiment_id

@@ -128,6 +128,13 @@ class AdversarialParams(Section):
     fraction: Share
 
 
+class DistributedParams(Section):
+    processes: PositiveInt
+    nodes: PositiveInt
+    rendezvous_endpoint: str
+    work_dir: str
+
+
 class TrainParams(Section):
     mode: Literal["head", "partial", "full"]
     backbone: Name
@@ -164,6 +171,7 @@ class TrainParams(Section):
     warm_start_lr_scale: PositiveFloat
     warm_start_replay: NonNegativeFloat | None
     adversarial: AdversarialParams
+    distributed: DistributedParams
     experiment_name: Name
 
 

@@ -23,7 +23,14 @@ DVC_LOCK_FILE = "dvc.lock"
 # `dvc metrics diff`), during the very `dvc repro` that runs the package stage, so counting them
 # would mark every model dirty; the data they describe is recorded by hash instead.
 REPORTS_DIR = "data/08_reporting"
-DVC_BOOKKEEPING = (":(exclude)dvc.lock", ":(exclude,glob)**/*.dvc", f":(exclude){REPORTS_DIR}")
+# What `dvc add` and `dvc repro` write (.dvc files, the .gitignore beside the drops, dvc.lock)
+# and the committed reports: a version's data, not its code.
+DVC_BOOKKEEPING = (
+    ":(exclude)dvc.lock",
+    ":(exclude,glob)**/*.dvc",
+    ":(exclude)data/01_raw/drops/.gitignore",
+    f":(exclude){REPORTS_DIR}",
+)
 _GIT_TIMEOUT_S = 30
 _DIFF_HEADER = "diff --git a/"
 # `git diff --no-index` exits 1 when the files differ, which is the point of running it.
@@ -203,7 +210,9 @@ def _git(root: Path, *args: str, ok: frozenset[int] = frozenset({0})) -> str | N
     try:
         result = subprocess.run(
             # Paths as they are, not octal-quoted, so a recorded patch names its files plainly.
-            ["git", "-c", "core.quotePath=false", "-C", str(root), *args],
+            # No optional locks: `git status` would refresh the index under .git/index.lock, and
+            # a stage killed meanwhile would leave that lock behind for every later git command.
+            ["git", "--no-optional-locks", "-c", "core.quotePath=false", "-C", str(root), *args],
             capture_output=True,
             encoding="utf-8",
             errors="replace",
