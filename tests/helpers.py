@@ -668,6 +668,7 @@ def awkward_files(folder: Path) -> dict[str, str]:
         "dot.png": lambda path: Image.new("RGB", (1, 1)).save(path),
         "name with spaces.jpg": photo.save,
         unicodedata.normalize("NFD", "café.jpg"): photo.save,
+        unicodedata.normalize("NFC", "crème brûlée.jpg"): photo.save,
     }
     for name, write in writers.items():
         write(folder / name)
@@ -691,4 +692,5 @@ def awkward_files(folder: Path) -> dict[str, str]:
         "dot.png": "quarantined too small (1×1, a side below 64 pixels)",
         "name with spaces.jpg": "ok JPEG 160x120",
         unicodedata.normalize("NFD", "café.jpg"): "ok JPEG 160x120",
+        unicodedata.normalize("NFC", "crème brûlée.jpg"): "ok JPEG 160x120",
     }

@@ -6,6 +6,7 @@ nothing is skipped silently, and the raw drop is left byte for byte as it came.
 
 import hashlib
 import os
+import socket
 import unicodedata
 from pathlib import Path
 
@@ -86,16 +87,26 @@ def test_a_labels_csv_row_naming_a_link_is_quarantined_not_followed(tmp_path, ma
     assert LINK_REASON in by_path.loc["d1/img/2.jpg", "quarantine_reason"]
 
 
-def test_a_fifo_is_quarantined_without_being_opened(tmp_path, make_image):
+def test_a_fifo_or_socket_is_quarantined_without_being_opened(tmp_path, make_image):
     root = tmp_path / "drops"
     make_image(root / "d1" / "apple" / "a.jpg")
     # Opening a FIFO nobody writes to blocks forever: reaching the assertion proves it was not.
     os.mkfifo(root / "d1" / "apple" / "pipe.jpg")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(root / "d1" / "apple" / "socket.jpg"))
+    before = digest(root)
 
-    manifest = build_manifest(root, scan_drops(root), ImageStore(tmp_path / "s"), SETTINGS)
+    try:
+        manifest = build_manifest(root, scan_drops(root), ImageStore(tmp_path / "s"), SETTINGS)
+    finally:
+        listener.close()
 
-    pipe = manifest.set_index("source_path").loc["d1/apple/pipe.jpg"]
-    assert pipe["status"] == QUARANTINED and pipe["quarantine_reason"] == "not a regular file"
+    by_path = manifest.set_index("source_path")
+    for name in ("pipe.jpg", "socket.jpg"):
+        entry = by_path.loc[f"d1/apple/{name}"]
+        assert entry["status"] == QUARANTINED, name
+        assert entry["quarantine_reason"] == "not a regular file", name
+    assert digest(root) == before
 
 
 def test_a_folder_named_like_an_image_is_no_file(tmp_path, make_image):

@@ -14,6 +14,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+import psutil
 import pytest
 from helpers import (
     CHAMPION_URI,
@@ -29,6 +30,7 @@ from prodcls_pipeline.core.tracking import TRACKING_URI_ENV
 
 REQUEST_SECONDS = 60
 MIB = 2**20
+LOOPBACK = {"127.0.0.1", "::1"}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,8 @@ def serving(
         "PATH": bin_dir + os.pathsep + os.environ["PATH"],
     }
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION_URI]
-    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    # No --host: the default must keep the server on loopback (test below).
+    command += ["--env-manager", "local", "-p", str(port)]
     url = f"http://127.0.0.1:{port}"
     with server_process(command, log_path, http_ready(f"{url}/ping"), env=env) as process:
         yield url, process
@@ -62,6 +65,19 @@ def serving(
 def server(serving: tuple[str, subprocess.Popen]) -> str:
     """The base URL of the served champion."""
     return serving[0]
+
+
+def test_by_default_the_server_listens_on_loopback_only(
+    serving: tuple[str, subprocess.Popen],
+) -> None:
+    _, process = serving
+    listening = [
+        connection.laddr.ip
+        for pid in _group_pids(process.pid)
+        for connection in psutil.Process(pid).net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    ]
+    assert listening and set(listening) <= LOOPBACK, listening
 
 
 def test_two_photos_get_labels_and_probabilities(server: str) -> None:
