@@ -20,4 +20,6 @@ fi
 
 ruff check
 ruff format --check
-pytest "$@"
+# Two workers for two cores; a file's tests stay on one worker (the end-to-end module shares one
+# project across its tests, in order).
+pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

@@ -1,6 +1,7 @@
 """The benchmark helpers: params merge, configuration files, result rows. No pipeline runs here."""
 
 import json
+import sys
 from pathlib import Path
 
 import onnx
@@ -9,7 +10,16 @@ from onnx import helper
 from PIL import Image
 from torch import nn
 
-from benchmarks import common, compression, drift, grocery_accuracy, int8_speedup
+from benchmarks import (
+    common,
+    compression,
+    drift,
+    grocery_accuracy,
+    inference,
+    int8_speedup,
+    pipeline,
+    run_all,
+)
 from prodcls_pipeline.models.onnx_export import export_onnx
 
 BASE = {
@@ -347,3 +357,57 @@ def test_drift_sweep_flags_a_drop_only_when_significant_and_above_the_effect_flo
     assert [list(row) for row in rows] == [list(drift.SWEEP_FIELDS)] * len(rows)
     assert rates[0.0, "none"] == 0.0 and rates[0.0, "cast"] == 1.0
     assert rates[0.002, "cast"] == 1.0 and rates[0.003, "cast"] == 0.0
+
+
+def test_a_measured_run_gives_the_peak_memory_of_the_largest_process_of_its_tree(
+    tmp_path: Path,
+) -> None:
+    project = common.BenchmarkProject(tmp_path / "project")
+    project.root.mkdir()
+    project.logs.mkdir()
+    # A child of the command allocates 200 MiB: the command itself stays small.
+    grandchild = "bytearray(200 * 2**20)"
+    command = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}])"
+
+    seconds, peak_mb = project.measured_run("probe", sys.executable, "-c", command)
+
+    assert seconds > 0 and 200 <= peak_mb < 400
+
+
+def test_a_failed_measured_run_raises_with_its_log(tmp_path: Path) -> None:
+    project = common.BenchmarkProject(tmp_path / "project")
+    project.root.mkdir()
+    project.logs.mkdir()
+    with pytest.raises(common.StageFailed, match="exited with 3"):
+        project.measured_run("fails", sys.executable, "-c", "print('why'); raise SystemExit(3)")
+
+
+def test_pipeline_verdicts_set_totals_and_noop_against_their_targets() -> None:
+    rows = [
+        {"profile": "default", "stage": "total", "seconds": 1500.0, "peak_rss_mb": 1.0},
+        {"profile": "default", "stage": "noop", "seconds": 2.5, "peak_rss_mb": 1.0},
+        {"profile": "head", "stage": "total", "seconds": 400.0, "peak_rss_mb": 1.0},
+        {"profile": "head", "stage": "noop", "seconds": 3.5, "peak_rss_mb": 1.0},
+    ]
+    default, head = pipeline.verdicts(rows, {"default": 0.86, "head": 0.80})
+    assert "25.0 min (misses 20 min)" in default and "(meets < 3 s)" in default
+    assert "(meets 85%)" in default
+    assert "6.7 min (misses 5 min)" in head and "3.5 s (misses < 3 s)" in head
+
+
+def test_inference_requests_cycle_through_the_files_and_rows_follow_the_schema() -> None:
+    files = [Path(f"{name}.jpg") for name in "abc"]
+    assert inference.batches_of(files, 2, 2) == [files[:2], [files[2], files[0]]]
+    row = inference.row("pyfunc", "int8", 32, 100.0, [0.1, 0.2, 0.3, 0.4], 200.0)
+    assert list(row) == list(inference.FIELDS)
+    assert row["p50_ms"] == pytest.approx(250.0) and row["p95_ms"] == pytest.approx(385.0)
+
+
+def test_run_all_runs_every_benchmark_in_the_folder() -> None:
+    folder = Path(run_all.__file__).parent
+    with_main = {
+        path.stem
+        for path in folder.glob("*.py")
+        if path.stem != "run_all" and "\ndef main(" in path.read_text()
+    }
+    assert set(run_all.BENCHMARKS) == with_main

@@ -350,8 +350,6 @@ def test_repro_after_a_full_run_runs_nothing(project: Path) -> None:
 
 
 S3_BUCKET = "prodcls-dvc"
-# Two processes train on the same global batches; batch-norm statistics of half batches differ.
-DDP_VAL_TOLERANCE = 0.05
 # moto accepts any credentials; DVC and boto3 need some in the environment.
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -391,23 +389,16 @@ def test_a_clone_pulled_from_an_s3_remote_runs_nothing(
         assert (clone / output).read_bytes() == (project / output).read_bytes(), output
 
 
-def best_val_accuracy(project: Path) -> float:
-    return pd.read_csv(reporting(project, "training_history.csv"))["val_accuracy"].max()
-
-
-def test_a_clone_trains_on_two_processes_and_registers_on_an_mlflow_server_over_postgresql(
+def test_a_clone_trains_and_registers_on_an_mlflow_server_over_postgresql(
     project: Path, tmp_path: Path
 ) -> None:
-    """A teammate's clone retrains under torchrun (DDP, two CPU processes) and registers into a
-    shared MLflow server whose backend store is PostgreSQL; the champion resolves from it."""
+    """A teammate's clone runs the train and package stages against a shared MLflow server
+    whose backend store is PostgreSQL; the champion resolves from it. Training is reproducible,
+    so the clone's classifier is the project's, byte for byte."""
     clone = tmp_path / "clone"
     run(project, "git", "clone", "-q", str(project), str(clone))
     run(clone, "dvc", "remote", "add", "--local", "-d", "project", str(project / ".dvc" / "cache"))
     run(clone, "dvc", "pull")
-    params_file = clone / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params["train"]["distributed"]["processes"] = 2
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     image = next((clone / DROPS / "drop-001").rglob("*.jpg"))
     artifacts = tmp_path / "artifacts"
     with (
@@ -415,28 +406,23 @@ def test_a_clone_trains_on_two_processes_and_registers_on_an_mlflow_server_over_
         mlflow_server(sqlalchemy_uri(database), artifacts, tmp_path / "mlflow.log") as server,
     ):
         tracking = {TRACKING_URI_ENV: server}
-        repro = run(clone, "dvc", "repro", env=tracking).stdout
-        client = MlflowClient(server)
-        champion = client.get_model_version_by_alias("prodcls", "champion")
-        training_params = client.get_run(champion.run_id).data.params
+        for stage in ("train", "package"):
+            run(clone, "kedro", "run", "--pipelines", stage, env=tracking)
+        champion = MlflowClient(server).get_model_version_by_alias("prodcls", "champion")
         answer = predict(clone, image, env=tracking)
         with psycopg2.connect(database) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT name, version FROM model_versions")
             stored_versions = cursor.fetchall()
 
-    ran = {stage for stage in STAGES if f"Running stage '{stage}'" in repro}
-    assert ran == {"train", "evaluate", "compress", "package"}, repro[-3000:]
-    assert "under torchrun (gloo)" in repro, repro[-3000:]
-    assert training_params["distributed.processes"] == "2"
+    classifier = "data/06_models/classifier.pt"
+    assert (clone / classifier).read_bytes() == (project / classifier).read_bytes()
     assert stored_versions == [("prodcls", 1)]
     assert champion.version == "1"
     assert champion.run_id == read_json(clone / "data/06_models/mlflow_run.json")["run_id"]
     assert read_json(reporting(clone, "promotion.json"))["verdict"] == "promoted"
     assert any(artifacts.rglob("MLmodel")), "the model went to the server's artifact store"
     assert not (clone / "mlruns").exists(), "nothing was written to a local store"
-    assert answer["label"] in read_json(reporting(clone, "per_class_metrics.json"))
-    ddp, single = best_val_accuracy(clone), best_val_accuracy(project)
-    assert abs(ddp - single) <= DDP_VAL_TOLERANCE, (ddp, single)
+    assert answer == predict(project, image)
 
 
 @pytest.mark.parametrize(

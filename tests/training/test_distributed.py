@@ -38,10 +38,13 @@ def fit(config, checkpoints: CheckpointStore | None = None):
     return fit_head(x_train, y_train, x_val, y_val, 3, config, 7, checkpoints, "run")
 
 
-def test_two_processes_train_as_one_process_does(tmp_path: Path) -> None:
+def test_two_processes_train_as_one_process_does_and_a_rerun_resumes_rank_0s_checkpoint(
+    tmp_path: Path,
+) -> None:
     single = fit(EXACT)
     checkpoints = CheckpointStore(tmp_path / "checkpoints")
-    ddp = fit(dataclasses.replace(EXACT, distributed=TWO_PROCESSES), checkpoints)
+    config = dataclasses.replace(EXACT, distributed=TWO_PROCESSES)
+    ddp = fit(config, checkpoints)
 
     assert (single.processes, ddp.processes) == (1, 2)
     assert ddp.history["val_accuracy"].max() > 0.9
@@ -52,23 +55,15 @@ def test_two_processes_train_as_one_process_does(tmp_path: Path) -> None:
     torch.testing.assert_close(
         ddp.model.head.weight, single.model.head.weight, rtol=1e-4, atol=1e-5
     )
+
     saved = checkpoints.load()
     assert saved is not None and saved["epoch"] == len(ddp.history), "rank 0 saved each epoch"
-
-
-def test_a_rerun_under_torchrun_resumes_rank_0s_checkpoint(tmp_path: Path) -> None:
-    checkpoints = CheckpointStore(tmp_path / "checkpoints")
-    config = dataclasses.replace(EXACT, distributed=TWO_PROCESSES)
-    first = fit(config, checkpoints)
     # Mark the finished run's best weights: a resumed run restores them, a fresh one cannot.
-    saved = checkpoints.load()
     saved["best_state"]["head.weight"] += 1.0
     checkpoints.save(saved)
-
     again = fit(config, checkpoints)
-
-    assert again.history.equals(first.history)
-    torch.testing.assert_close(again.model.head.weight, first.model.head.weight + 1.0)
+    assert again.history.equals(ddp.history)
+    torch.testing.assert_close(again.model.head.weight, ddp.model.head.weight + 1.0)
 
 
 def test_a_failing_worker_fails_the_launch_with_its_error(capfd: pytest.CaptureFixture) -> None:
