@@ -58,6 +58,7 @@ DROPS_DIR = Path("data/01_raw/drops")
 # The project copy inside a benchmark's working folder.
 PROJECT_FOLDER = "prodcls"
 LOG_TAIL_CHARS = 4000
+KIB_PER_MIB = 1024  # ru_maxrss is in KiB on Linux
 
 
 def copy_project_files(root: Path, extra: Sequence[str] = ()) -> None:
@@ -240,21 +241,41 @@ class BenchmarkProject:
 
     def run(self, log_name: str, *command: str) -> None:
         """Run `command` in the project; its output goes to logs/<log_name>.log."""
+        self.measured_run(log_name, *command)
+
+    def measured_run(self, log_name: str, *command: str) -> tuple[float, float]:
+        """`run`, returning (wall seconds, peak RSS in MiB of the largest process of the command's
+        tree: the kernel's count, read by a small wrapper process; a child forked from this
+        one would start its count at this process's size)."""
         log = self.logs / f"{log_name}.log"
+        peak_file = self.logs / f"{log_name}.peak_rss_kib"
+        started = time.perf_counter()
         with log.open("w") as stream:
             result = subprocess.run(
-                command,
+                [sys.executable, "-c", _PEAK_RSS_WRAPPER, str(peak_file), *command],
                 check=False,
                 cwd=self.root,
                 env=_pipeline_environment(),
                 stdout=stream,
                 stderr=subprocess.STDOUT,
             )
+        seconds = time.perf_counter() - started
         if result.returncode != 0:
             raise StageFailed(
                 f"{' '.join(command)} exited with {result.returncode}; full log: {log}\n"
                 + log.read_text()[-LOG_TAIL_CHARS:]
             )
+        return seconds, int(peak_file.read_text()) / KIB_PER_MIB
+
+
+# argv: the file to write the peak RSS (KiB) of the command's tree to, then the command.
+_PEAK_RSS_WRAPPER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as out:
+    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)
+"""
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
