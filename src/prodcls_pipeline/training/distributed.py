@@ -5,9 +5,12 @@ The loop's caller needs no change: with `processes * nodes > 1`, `training.loop.
 arguments to a spec file, runs `torchrun ... -m prodcls_pipeline.training.distributed SPEC
 RESULT`, and every worker runs `train` again inside the process group. Each rank takes its share
 of every global batch (the same batches a single process draws, from the same seeded sampler),
-DDP averages the gradients, so `batch_size` stays the global batch size and the run trains as one
-process would, up to the order of floating-point sums. Rank 0 alone saves checkpoints and writes
-the result; the others evaluate too and take rank 0's scores, so early stopping agrees.
+DDP averages the gradients, so `batch_size` stays the global batch size and a model without
+batch norm in training trains as one process would, up to the order of floating-point sums;
+trained batch-norm layers see each rank's half batch (on the sample: test top-1 0.806 on two
+processes against 0.840 on one, within a 144-image test set's noise). Rank 0 alone saves
+checkpoints and writes the result; the others evaluate too and take rank 0's scores, so early
+stopping agrees.
 """
 
 import logging
