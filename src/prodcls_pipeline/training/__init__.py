@@ -5,6 +5,9 @@ batches.
 - `adversarial`: Adversaries that replace part of each training batch with attacked examples.
 - `checkpoints`: A folder holding the latest epoch checkpoint of a training run, so it can be
   resumed.
+- `distributed`: Data-parallel training: the one training loop on several processes (and
+  machines) with torch.distributed DistributedDataParallel, launched by torchrun (gloo on CPU,
+  nccl on CUDA).
 - `embedding_cache`: Frozen-backbone outputs, computed once per (backbone, view, image) and cached
   by sha256.
 - `frozen_embeddings`: Pooled embeddings of the frozen pretrained backbone, computed once per
