@@ -55,6 +55,10 @@ DATA_LAYERS = (
     "08_reporting",
 )
 DROPS_DIR = Path("data/01_raw/drops")
+# The stages in DAG order, as dvc.yaml runs them, and the rows a per-stage table adds to them.
+STAGES = ("ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package")
+TOTAL, NOOP = "total", "noop"
+METRICS_FILE = "data/08_reporting/metrics.json"
 # The project copy inside a benchmark's working folder.
 PROJECT_FOLDER = "prodcls"
 LOG_TAIL_CHARS = 4000

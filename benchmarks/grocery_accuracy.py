@@ -18,6 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from benchmarks.common import (
+    METRICS_FILE,
     BenchmarkProject,
     Configuration,
     ConfigurationError,
@@ -49,7 +50,6 @@ FIELDS = (
     "dataset",
 )
 RESULT_KEY = ("config", "dataset")
-METRICS_FILE = "data/08_reporting/metrics.json"
 
 
 def result_row(

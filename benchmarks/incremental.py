@@ -36,8 +36,12 @@ import yaml
 
 from benchmarks.common import (
     DROPS_DIR,
+    METRICS_FILE,
+    NOOP,
     PROJECT_FOLDER,
     RESULTS_DIR,
+    STAGES,
+    TOTAL,
     BenchmarkProject,
     ConfigurationError,
     StageFailed,
@@ -51,9 +55,6 @@ from benchmarks.common import (
 BENCHMARK = "incremental"
 FIELDS = ("scenario", "stage", "seconds", "top1", "seed")
 RESULT_KEY = ("scenario", "stage", "seed")
-STAGES = ("ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package")
-TOTAL = "total"
-NOOP = "noop"
 DEFAULT_HISTORY = 5
 DEFAULT_DROP_IMAGES = 100
 DEFAULT_SEEDS = 3
@@ -66,7 +67,6 @@ SNAPSHOT = "snapshot"
 CLASSES_FILE = "classes.csv"
 TRAIN_LIST = "train.txt"
 SPLIT_LISTS = (TRAIN_LIST, "val.txt", "test.txt")
-METRICS_FILE = "data/08_reporting/metrics.json"
 WARM, COLD = "champion", "none"
 SCENARIOS = {"drop_warm": WARM, "drop_cold": COLD}
 

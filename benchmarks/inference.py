@@ -43,6 +43,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from benchmarks.common import (
+    DROPS_DIR,
     REPO,
     StageFailed,
     dataset_label,
@@ -50,7 +51,7 @@ from benchmarks.common import (
     project_with_dataset,
     write_results,
 )
-from benchmarks.int8_speedup import input_batch
+from benchmarks.int8_speedup import MODELS_DIR, input_batch
 from prodcls_pipeline.core.numbers import round_measure
 from prodcls_pipeline.core.tracking import TRACKING_URI_ENV, set_tracking, tracking_uri
 from prodcls_pipeline.runtime.sessions import available_cores, create_session
@@ -61,8 +62,6 @@ RESULT_KEY = ("path", "variant", "batch")
 BATCHES = (1, 32)
 CHAMPION = "models:/prodcls@champion"
 COMPRESSION_REPORT = Path("data/08_reporting/compression_report.json")
-MODELS_DIR = Path("data/07_model_output/onnx")
-DROPS_DIR = Path("data/01_raw/drops")
 SAMPLE_DATASET = REPO / "sample" / "grocery-store-mini"
 WARMUP_REQUESTS = 2
 SERVER_STARTUP_S = 240

@@ -17,6 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.common import (
+    METRICS_FILE,
+    NOOP,
+    STAGES,
+    TOTAL,
     BenchmarkProject,
     ConfigurationError,
     StageFailed,
@@ -34,14 +38,11 @@ from prodcls_pipeline.core.numbers import round_measure
 BENCHMARK = "pipeline"
 FIELDS = ("profile", "stage", "seconds", "peak_rss_mb")
 RESULT_KEY = ("profile", "stage")
-STAGES = ("ingest", "validate", "split", "augment", "train", "evaluate", "compress", "package")
-TOTAL, NOOP = "total", "noop"
 PROFILES = ("default", "head")
 # The targets on this 2-core machine: seconds of a from-scratch run per profile, no-op.
 TARGET_SECONDS = {"default": 20 * 60, "head": 5 * 60}
 NOOP_TARGET_SECONDS = 3.0
 TOP1_TARGET = {"default": 0.85}
-METRICS_FILE = "data/08_reporting/metrics.json"
 
 
 def profile_rows(project: BenchmarkProject, profile: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import command_env
 
 # Importing mlflow and migrating a fresh database, or loading a model, on two busy cores.
 STARTUP_SECONDS = 240
@@ -181,12 +182,9 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path) -> It
     """`mlflow server` on loopback over `backend_store_uri` (a SQLAlchemy URI), serving the
     artifacts it stores under `artifacts`; yields its tracking URI."""
     port = free_port()
-    bin_dir = str(Path(sys.executable).parent)  # where `uvicorn`, which mlflow runs, lives
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = bin_dir + os.pathsep + env["PATH"]
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri]
     command += ["--artifacts-destination", artifacts.as_uri(), "--serve-artifacts"]
     command += ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     url = f"http://127.0.0.1:{port}"
-    with server_process(command, log_path, http_ready(f"{url}/health"), env=env):
+    with server_process(command, log_path, http_ready(f"{url}/health"), env=command_env()):
         yield url

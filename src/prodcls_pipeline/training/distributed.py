@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from prodcls_pipeline.core.files import atomic_file
+from prodcls_pipeline.runtime.sessions import available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def launch(
 
 def _threads_per_process() -> int:
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, len(os.sched_getaffinity(0)) // local_world)
+    return max(1, available_cores() // local_world)
 
 
 def main(argv: Sequence[str]) -> int:
